@@ -1,0 +1,183 @@
+"""The embedded SQLite backend: one database file, WAL, one transaction per write session.
+
+Tables: ``resources`` (current version of each resource, tombstones included),
+``history`` (every version, with a global sequence number giving a stable order) and the
+search-index tables owned by :mod:`fhir_server.store.sqlite_index`. Write sessions start
+with ``BEGIN IMMEDIATE`` so that check-then-write sequences (conditional create, If-Match)
+are serialised across threads and processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .base import StoredResource, VersionConflict
+from .sqlite_index import SQLiteIndex
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS resources (
+        rtype TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+        last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL,
+        seq INTEGER NOT NULL, body BLOB NOT NULL,
+        PRIMARY KEY (rtype, id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        rtype TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+        last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL,
+        body BLOB NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS history_version ON history (rtype, id, version)",
+    "CREATE INDEX IF NOT EXISTS history_type ON history (rtype, seq)",
+    "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
+]
+
+_COLUMNS = "rtype, id, version, last_updated, deleted, body, method"
+
+
+def _record(row) -> StoredResource:
+    return StoredResource(row[0], row[1], row[2], row[3], bool(row[4]), bytes(row[5]), row[6])
+
+
+class SQLiteSession:
+    def __init__(self, store: "SQLiteStore", conn: sqlite3.Connection):
+        self.store = store
+        self.conn = conn
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE rtype = ? AND id = ?", (resource_type, id)
+        ).fetchone()
+        return _record(row) if row else None
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM history WHERE rtype = ? AND id = ? AND version = ?",
+            (resource_type, id, version),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def write(self, record: StoredResource, resource: dict | None, expected_version: int) -> None:
+        conn = self.conn
+        current = conn.execute(
+            "SELECT version FROM resources WHERE rtype = ? AND id = ?", (record.resource_type, record.id)
+        ).fetchone()
+        if (current[0] if current else 0) != expected_version:
+            raise VersionConflict(f"{record.resource_type}/{record.id}")
+        cursor = conn.execute(
+            "INSERT INTO history (rtype, id, version, last_updated, deleted, method, body) VALUES (?,?,?,?,?,?,?)",
+            (record.resource_type, record.id, record.version, record.last_updated, int(record.deleted),
+             record.method, record.body),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO resources (rtype, id, version, last_updated, deleted, method, seq, body)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (record.resource_type, record.id, record.version, record.last_updated, int(record.deleted),
+             record.method, cursor.lastrowid, record.body),
+        )
+        self.store.index.write(conn, record.resource_type, record.id, None if record.deleted else resource,
+                               record.last_updated)
+
+    def history(
+        self,
+        resource_type: str | None = None,
+        id: str | None = None,
+        since: str | None = None,
+        count: int = 20,
+        offset: int = 0,
+        at_or_before: int | None = None,
+    ) -> tuple[list[StoredResource], int]:
+        where, args = [], []
+        if resource_type:
+            where.append("rtype = ?")
+            args.append(resource_type)
+        if id:
+            where.append("id = ?")
+            args.append(id)
+        if since:
+            where.append("last_updated >= ?")
+            args.append(since)
+        if at_or_before is not None:
+            where.append("seq <= ?")
+            args.append(at_or_before)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        total = self.conn.execute(f"SELECT count(*) FROM history {clause}", args).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM history {clause} ORDER BY seq DESC LIMIT ? OFFSET ?", [*args, count, offset]
+        ).fetchall()
+        return [_record(r) for r in rows], total
+
+    def last_sequence(self) -> int:
+        row = self.conn.execute("SELECT max(seq) FROM history").fetchone()
+        return row[0] or 0
+
+    def search(self, query):
+        return self.store.index.search(self, query)
+
+
+class SQLiteStore:
+    """SQLite backend; one connection per thread, WAL so readers never block the writer."""
+
+    def __init__(self, path: str | Path, index: SQLiteIndex | None = None):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.index = index or SQLiteIndex()
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        conn = self._connection()
+        for statement in SCHEMA + self.index.schema():
+            conn.execute(statement)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[SQLiteSession]:
+        conn = self._connection()
+        if self._local.depth:
+            # re-entrant: an inner unit of work joins the outer transaction
+            if write and not self._local.writing:
+                raise RuntimeError("cannot upgrade a read session to a write session")
+            self._local.depth += 1
+            try:
+                yield self._local.session
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        session = SQLiteSession(self, conn)
+        self._local.depth, self._local.writing, self._local.session = 1, write, session
+        try:
+            yield session
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._local.depth, self._local.session = 0, None
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
