@@ -35,6 +35,10 @@ class Settings:
     require_profiles: bool = False
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(self.data_dir))
+
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         env = os.environ

@@ -1,0 +1,244 @@
+"""URL dispatch for the RESTful API: which interaction a method and path mean.
+
+FHIR paths overlap (``/Patient/_history``, ``/Patient/$validate``, ``/Patient/123``,
+``/Patient/123/Encounter``), so a few catch-all routes decide by the path's shape in one
+place instead of relying on route order. Handlers stay thin: parse, call the repository,
+render.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import FhirError, operation_outcome
+from ..formats import json as fjson
+from ..repository import Repository, WriteResult, check_type, resource_issue_summary
+from ..resource_types import RESOURCE_TYPES
+from . import history, operations
+from .negotiation import JSON_PATCH, base_url, http_date, parse_resource, read_body, render, render_stored
+
+router = APIRouter()
+_ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
+
+
+def _repo(request: Request) -> Repository:
+    return request.app.state.repository
+
+
+def _not_allowed(method: str, path: str) -> FhirError:
+    return FhirError(405, f"{method} is not allowed on {path}", "not-supported")
+
+
+def _version_headers(request: Request, record, location: bool = False) -> dict:
+    headers = {"ETag": f'W/"{record.version}"', "Last-Modified": http_date(record.last_updated)}
+    if location:
+        headers["Location"] = (f"{base_url(request)}/{record.resource_type}/{record.id}"
+                               f"/_history/{record.version}")
+    return headers
+
+
+def _if_match(request: Request) -> int | None:
+    value = request.headers.get("if-match")
+    if not value:
+        return None
+    digits = value.strip().removeprefix("W/").strip('"')
+    if not digits.isdigit():
+        raise FhirError(400, f"If-Match '{value}' is not a version ETag such as W/\"3\"", "invalid")
+    return int(digits)
+
+
+def _prefer_return(request: Request) -> str:
+    prefer = request.headers.get("prefer", "")
+    for part in prefer.split(";"):
+        part = part.strip()
+        if part.startswith("return="):
+            return part[len("return="):].strip().strip('"')
+    return "representation"
+
+
+def _write_response(request: Request, result: WriteResult, status: int) -> Response:
+    headers = _version_headers(request, result.record, location=True)
+    wanted = _prefer_return(request)
+    if wanted == "minimal":
+        return Response(status_code=status, headers=headers)
+    if wanted == "OperationOutcome":
+        return render(request, operation_outcome(resource_issue_summary(result.issues)), status, headers)
+    return render_stored(request, result.record.body, status, headers)
+
+
+async def _resource_body(request: Request) -> dict:
+    return parse_resource(request, await read_body(request))
+
+
+# ---- system level ---------------------------------------------------------------------------
+
+@router.api_route("/", methods=_ALL)
+async def system(request: Request) -> Response:
+    if request.method == "POST":
+        body = await read_body(request)
+        if (request.headers.get("content-type") or "").startswith("application/x-www-form-urlencoded"):
+            from .search import search_system
+
+            return await search_system(request)
+        bundle = parse_resource(request, body)
+        representation = _prefer_return(request) == "representation"
+        result = _repo(request).process_bundle(bundle, base_url(request), representation)
+        return render(request, result)
+    if request.method == "GET":
+        from .search import search_system
+
+        return await search_system(request)
+    raise _not_allowed(request.method, "/")
+
+
+@router.api_route("/metadata", methods=_ALL)
+async def metadata(request: Request) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        raise _not_allowed(request.method, "/metadata")
+    return render(request, request.app.state.capability_statement(base_url(request)))
+
+
+@router.api_route("/{first}", methods=_ALL)
+async def type_level(request: Request, first: str) -> Response:
+    if first.startswith("$"):
+        return await _operation(request, first[1:], "system", None, None)
+    if first == "_history":
+        if request.method != "GET":
+            raise _not_allowed(request.method, "/_history")
+        return await history.history(request, None, None)
+    if first == "_search":
+        if request.method != "POST":
+            raise _not_allowed(request.method, "/_search")
+        from .search import search_system
+
+        return await search_system(request)
+    check_type(first)
+    method = request.method
+    if method in ("GET", "HEAD"):
+        from .search import search_type
+
+        return await search_type(request, first)
+    if method == "POST":
+        if (request.headers.get("content-type") or "").startswith("application/x-www-form-urlencoded"):
+            raise FhirError(400, f"use POST /{first}/_search for a search with a form body", "invalid")
+        resource = await _resource_body(request)
+        result = _repo(request).create(resource, request.headers.get("if-none-exist"), resource_type=first)
+        return _write_response(request, result, 201 if result.created else 200)
+    query = request.url.query
+    if method == "PUT":
+        if not query:
+            raise FhirError(400, f"PUT /{first} needs an id (PUT /{first}/id) or search criteria", "invalid")
+        resource = await _resource_body(request)
+        repo = _repo(request)
+        with repo.store.session(write=True) as session:
+            result = repo.conditional_update_in(session, first, query, resource, _if_match(request))
+        return _write_response(request, result, 201 if result.created else 200)
+    if method == "DELETE":
+        if not query:
+            raise FhirError(412, f"DELETE /{first} needs search criteria", "invalid")
+        repo = _repo(request)
+        with repo.store.session(write=True) as session:
+            record = repo.conditional_delete_in(session, first, query)
+        return Response(status_code=204, headers={"ETag": f'W/"{record.version}"'} if record else None)
+    raise _not_allowed(method, f"/{first}")
+
+
+@router.api_route("/{resource_type}/{second}", methods=_ALL)
+async def instance_level(request: Request, resource_type: str, second: str) -> Response:
+    if second.startswith("$"):
+        check_type(resource_type)
+        return await _operation(request, second[1:], "type", resource_type, None)
+    if second == "_history":
+        check_type(resource_type)
+        if request.method != "GET":
+            raise _not_allowed(request.method, f"/{resource_type}/_history")
+        return await history.history(request, resource_type, None)
+    if second == "_search":
+        check_type(resource_type)
+        if request.method != "POST":
+            raise _not_allowed(request.method, f"/{resource_type}/_search")
+        from .search import search_type
+
+        return await search_type(request, resource_type)
+    check_type(resource_type)
+    repo, id, method = _repo(request), second, request.method
+    if method in ("GET", "HEAD"):
+        record = repo.read(resource_type, id)
+        headers = _version_headers(request, record)
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match and if_none_match.strip() == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        return render_stored(request, record.body, 200, headers)
+    if method == "PUT":
+        resource = await _resource_body(request)
+        result = repo.update(resource_type, id, resource, _if_match(request))
+        return _write_response(request, result, 201 if result.created else 200)
+    if method == "DELETE":
+        record = repo.delete(resource_type, id)
+        return Response(status_code=204, headers={"ETag": f'W/"{record.version}"'} if record else None)
+    if method == "PATCH":
+        body = await read_body(request)
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media != JSON_PATCH:
+            raise FhirError(415, f"PATCH takes {JSON_PATCH} (got '{media or 'no Content-Type'}')", "not-supported")
+        try:
+            patch = fjson.loads(body)
+        except fjson.JSONDecodeError as exc:
+            raise FhirError(400, f"malformed JSON Patch: {exc}", "structure") from None
+        with repo.store.session(write=True) as session:
+            result = repo.patch_in(session, resource_type, id, patch, _if_match(request))
+        return _write_response(request, result, 200)
+    raise _not_allowed(method, f"/{resource_type}/{id}")
+
+
+@router.api_route("/{resource_type}/{id}/{third}", methods=_ALL)
+async def instance_sub(request: Request, resource_type: str, id: str, third: str) -> Response:
+    check_type(resource_type)
+    if third.startswith("$"):
+        return await _operation(request, third[1:], "instance", resource_type, id)
+    if request.method != "GET":
+        raise _not_allowed(request.method, f"/{resource_type}/{id}/{third}")
+    if third == "_history":
+        return await history.history(request, resource_type, id)
+    if third in RESOURCE_TYPES or third == "*":
+        from .search import search_compartment
+
+        return await search_compartment(request, resource_type, id, third)
+    raise FhirError(404, f"unknown path /{resource_type}/{id}/{third}", "not-found")
+
+
+@router.api_route("/{resource_type}/{id}/_history/{version}", methods=_ALL)
+async def vread(request: Request, resource_type: str, id: str, version: str) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        raise _not_allowed(request.method, f"/{resource_type}/{id}/_history/{version}")
+    repo = _repo(request)
+    with repo.store.session() as session:
+        record = repo.vread_in(session, resource_type, id, version)
+    return render_stored(request, record.body, 200, _version_headers(request, record))
+
+
+async def _operation(request: Request, name: str, level: str, resource_type: str | None, id: str | None):
+    op = operations.find(name, level, resource_type, request.method)
+    raw = b""
+    parameters = operations.query_parameters(request)
+    body = None
+    if request.method == "POST":
+        raw = await read_body(request)
+        content_type = (request.headers.get("content-type") or "").lower()
+        is_fhir = raw.strip() and (not content_type or "json" in content_type or "xml" in content_type)
+        if is_fhir and not content_type.startswith("text/") or "fhir" in content_type:
+            parsed = parse_resource(request, raw)
+            if parsed.get("resourceType") == "Parameters":
+                parameters = {**parsed, "parameter": (parsed.get("parameter") or []) + parameters["parameter"]}
+            else:
+                body = parsed
+    if id is not None and op.affects_state is False and level == "instance":
+        _repo(request).read(resource_type, id)  # 404/410 before running an instance operation
+    context = operations.OperationContext(request, name, resource_type, id, parameters, body, raw,
+                                          _repo(request), request.app.state.settings)
+    result = await operations.invoke(op, context)
+    if isinstance(result, Response):
+        return result
+    return render(request, result)

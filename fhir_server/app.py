@@ -1,0 +1,125 @@
+"""The application factory: settings → store → repository → FastAPI app.
+
+Everything stateful hangs off ``app.state`` (settings, store, repository), so several
+workers can run side by side on a shared store and tests build isolated apps.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Callable, Iterable
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import __version__, capabilities
+from .config import Settings
+from .errors import FhirError, issue, operation_outcome
+from .formats import json as fjson
+from .repository import Repository
+from .store import Store, open_store
+
+log = logging.getLogger("fhir_server")
+
+#: modules whose import registers FHIR operations in fhir_server.api.operations
+OPERATION_MODULES: list[str] = [
+]
+
+#: zero-argument functions (dotted names) yielding conformance resources the server serves read-only
+CONFORMANCE_SOURCES: list[str] = [
+]
+
+
+def _load(dotted: str) -> Callable:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_repository(settings: Settings, store: Store | None = None) -> Repository:
+    """A repository on the configured store with every write check wired in."""
+    repository = Repository(store or open_store(settings.resolved_store_url), settings)
+    return repository
+
+
+def conformance_resources() -> list[dict]:
+    resources: list[dict] = []
+    for source in CONFORMANCE_SOURCES:
+        resources.extend(_load(source)())
+    return resources
+
+
+def _error_response(request: Request, status: int, outcome: dict, headers: dict | None = None) -> Response:
+    from .api.negotiation import render
+
+    try:
+        return render(request, outcome, status, headers)
+    except FhirError:  # e.g. an unsupported _format: answer in JSON rather than fail again
+        return Response(fjson.dumps(outcome), status_code=status, headers=headers,
+                        media_type="application/fhir+json; charset=utf-8")
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    for module in OPERATION_MODULES:
+        importlib.import_module(module)
+    repository = build_repository(settings, store)
+    conformance = conformance_resources()
+    if conformance:
+        repository.seed(conformance)
+
+    app = FastAPI(title="FHIR R4 referral server", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.store = repository.store
+    app.state.repository = repository
+    statement_cache: dict[str, dict] = {}
+
+    def capability_statement(base_url: str) -> dict:
+        if base_url not in statement_cache:
+            statement_cache[base_url] = capabilities.build(base_url, conformance)
+        return statement_cache[base_url]
+
+    app.state.capability_statement = capability_statement
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return _error_response(request, exc.status, exc.outcome, exc.headers or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        outcome = operation_outcome([issue("error", code, str(exc.detail))])
+        return _error_response(request, exc.status_code, outcome)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error_response(request, 400, operation_outcome([issue("error", "invalid", "invalid request")]))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        outcome = operation_outcome([issue("fatal", "exception", "internal server error")])
+        return _error_response(request, 500, outcome)
+
+    from .api.routes import router
+
+    app.include_router(router)
+
+    @app.on_event("shutdown")
+    def close_store() -> None:
+        repository.store.close()
+
+    return app
+
+
+def serve_app() -> FastAPI:
+    """Factory for ``uvicorn --factory fhir_server.app:serve_app`` (settings from the environment)."""
+    return create_app(Settings.from_env())
+
+
+__all__ = ["create_app", "build_repository", "serve_app", "OPERATION_MODULES", "CONFORMANCE_SOURCES",
+           "conformance_resources", "Iterable"]

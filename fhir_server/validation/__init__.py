@@ -1,0 +1,1 @@
+"""Validation of incoming resources: structural (models) and by profile (StructureDefinitions)."""
