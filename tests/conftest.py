@@ -1,0 +1,66 @@
+"""Shared fixtures: a store per backend, an app on it, an HTTP client.
+
+Store and API contract tests take ``store``/``client`` and so run on every backend in
+``BACKENDS``; a real MongoDB joins when FHIR_TEST_MONGODB_URI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from fhir_server.app import create_app  # noqa: E402
+from fhir_server.config import Settings  # noqa: E402
+from fhir_server.store import open_store  # noqa: E402
+
+BACKENDS = ["sqlite"]
+if os.environ.get("FHIR_TEST_MONGODB_URI"):
+    BACKENDS.append("mongodb")
+
+
+def make_store(backend: str, tmp_path):
+    if backend == "sqlite":
+        return open_store(f"sqlite:///{tmp_path / 'fhir.db'}")
+    if backend == "mongomock":
+        return open_store(f"mongomock://localhost/test_{uuid.uuid4().hex[:12]}")
+    if backend == "mongodb":
+        base = os.environ["FHIR_TEST_MONGODB_URI"].rstrip("/")
+        return open_store(f"{base}/test_{uuid.uuid4().hex[:12]}")
+    raise ValueError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "mongodb":
+        request.applymarker(pytest.mark.mongodb)
+    return request.param
+
+
+@pytest.fixture
+def store(backend, tmp_path):
+    store = make_store(backend, tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(data_dir=tmp_path, base_url="http://testserver")
+
+
+@pytest.fixture
+def app(settings, store):
+    return create_app(settings, store)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as test_client:
+        yield test_client
