@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from contextlib import asynccontextmanager
 from typing import Callable, Iterable
 
 from fastapi import FastAPI
@@ -71,8 +72,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     if conformance:
         repository.seed(conformance)
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        repository.store.close()
+
     app = FastAPI(title="FHIR R4 referral server", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json")
+                  openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = repository.store
     app.state.repository = repository
@@ -108,10 +114,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     from .api.routes import router
 
     app.include_router(router)
-
-    @app.on_event("shutdown")
-    def close_store() -> None:
-        repository.store.close()
 
     return app
 
