@@ -1,18 +1,506 @@
 """Search-index tables of the SQLite backend and the compilation of parsed searches to SQL.
 
-Placeholder until the search package lands: it keeps no index and answers searches by
-scanning current resources of a type (used only for conditional interactions on ``_id``).
+One table per value kind (HAPI style), each row keyed by a 63-bit parameter key and the
+resource's integer ``rid`` (``idx_resource`` maps ``rid`` ↔ type/id). Rows are written by
+:meth:`SQLiteIndex.write` inside the write transaction. A parsed
+:class:`fhir_server.search.query.SearchQuery` compiles to one SELECT whose conditions are
+``rid IN (…)`` sets; every user value is a bound parameter. docs/search.md lists which
+index serves which query shape.
 """
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+
+from fhir_server.errors import FhirError
+from fhir_server.search.query import Clause
+from fhir_server.store.base import StoredResource
+
+TABLES = {
+    "string": ("idx_string", "norm TEXT, exact TEXT"),
+    "token": ("idx_token", "system TEXT, code TEXT, text TEXT"),
+    "reference": ("idx_reference", "ttype TEXT, tid TEXT, url TEXT"),
+    "date": ("idx_date", "low INTEGER, high INTEGER"),
+    "number": ("idx_number", "value REAL"),
+    "quantity": ("idx_quantity", "value REAL, system TEXT, code TEXT, unit TEXT"),
+    "uri": ("idx_uri", "uri TEXT"),
+}
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS idx_string_value ON idx_string (param, norm, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_string_rid ON idx_string (rid, param, norm)",
+    "CREATE INDEX IF NOT EXISTS idx_token_value ON idx_token (param, code, system, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_token_rid ON idx_token (rid, param, code)",
+    "CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (param, tid, ttype, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (param, url, rid) WHERE url IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS idx_reference_rid ON idx_reference (rid, param, ttype, tid)",
+    "CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (param, low, high, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (param, high, low, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date (rid, param, low, high)",
+    "CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (param, value, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_number_rid ON idx_number (rid, param, value)",
+    "CREATE INDEX IF NOT EXISTS idx_quantity_value ON idx_quantity (param, value, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_quantity_rid ON idx_quantity (rid, param, value)",
+    "CREATE INDEX IF NOT EXISTS idx_uri_value ON idx_uri (param, uri, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid, param, uri)",
+]
+_MAX_CHAR = "\U0010ffff"
+_NEVER = "\x00"
+_INCLUDE_LIMIT = 1000
+_ITERATE_ROUNDS = 4
+_COLUMNS = "rtype, id, version, last_updated, deleted, body, method"
+
+
+def _table(kind: str) -> str:
+    return TABLES[kind][0]
+
+
+def _insert(kind: str) -> str:
+    table, columns = TABLES[kind]
+    names = ", ".join(c.split()[0] for c in columns.split(", "))
+    count = len(columns.split(", "))
+    return f"INSERT INTO {table} (param, rid, {names}, grp) VALUES (?, ?, {', '.join('?' * count)}, ?)"
+
+
+_INSERTS = {kind: _insert(kind) for kind in TABLES}
+_NUMERIC = (int, float)
+
+
+def _num(value: Decimal) -> float:
+    return float(value)
+
+
+class _Sql:
+    """Accumulates SQL text and its bound arguments; values only ever go to ``args``."""
+
+    def __init__(self, index: "SQLiteIndex", base_url: str):
+        self.index = index
+        self.args: list = []
+        self.base_url = base_url
+
+    def bind(self, *values) -> str:
+        self.args.extend(values)
+        return ", ".join("?" * len(values))
+
+    # -- value predicates on one table alias ---------------------------------------------------
+    def predicate(self, kind: str, alias: str, value, modifier: str | None) -> str:
+        from fhir_server.search import query as q
+
+        a = alias
+        if kind == "token":
+            if isinstance(value, q.StringValue):  # :text
+                return f"{a}.text >= {self.bind(value.normalized)} AND {a}.text < {self.bind(value.normalized + _MAX_CHAR)}"
+            if isinstance(value, q.OfTypeValue):
+                sql = f"{a}.code = {self.bind(value.code)} AND {a}.text = {self.bind(value.value)}"
+                if value.system is not None:
+                    sql += f" AND {a}.system = {self.bind(value.system)}"
+                return sql
+            parts = []
+            if value.code is not None:
+                parts.append(f"{a}.code = {self.bind(value.code)}")
+            if value.system == "":
+                parts.append(f"{a}.system IS NULL")
+            elif value.system is not None:
+                parts.append(f"{a}.system = {self.bind(value.system)}")
+            return " AND ".join(parts) or "1"
+        if kind == "string":
+            if modifier == "exact":
+                return f"{a}.norm = {self.bind(value.normalized)} AND {a}.exact = {self.bind(value.text)}"
+            if modifier == "contains":
+                return f"instr({a}.norm, {self.bind(value.normalized)}) > 0"
+            return f"{a}.norm >= {self.bind(value.normalized)} AND {a}.norm < {self.bind(value.normalized + _MAX_CHAR)}"
+        if kind == "date":
+            return self._date(a, value)
+        if kind in ("number", "quantity"):
+            sql = self._number(a, value)
+            if kind == "quantity" and value.code is not None:
+                if value.system is not None:
+                    sql += f" AND {a}.code = {self.bind(value.code)} AND {a}.system = {self.bind(value.system)}"
+                else:
+                    sql += f" AND ({a}.code = {self.bind(value.code)} OR {a}.unit = {self.bind(value.code)})"
+            elif kind == "quantity" and value.system is not None:
+                sql += f" AND {a}.system = {self.bind(value.system)}"
+            return sql
+        if kind == "reference":
+            if isinstance(value, q.TokenValue):  # handled on the token table by the caller
+                raise AssertionError("reference :identifier compiles on the token table")
+            if value.url is not None:
+                return f"{a}.url = {self.bind(value.url)}"
+            sql = f"{a}.tid = {self.bind(value.id)}"
+            if value.type:
+                sql += f" AND {a}.ttype = {self.bind(value.type)}"
+            return sql
+        if kind == "uri":
+            if modifier == "below":
+                return f"{a}.uri >= {self.bind(value.uri)} AND {a}.uri < {self.bind(value.uri + _MAX_CHAR)}"
+            if modifier == "above":
+                return f"substr({self.bind(value.uri)}, 1, length({a}.uri)) = {a}.uri"
+            return f"{a}.uri = {self.bind(value.uri)}"
+        raise FhirError(400, f"cannot search on parameters of type {kind}", "not-supported")
+
+    def _date(self, a: str, v) -> str:
+        lo, hi = v.low, v.high
+        p = v.prefix
+        if p == "eq":
+            return f"{a}.low >= {self.bind(lo)} AND {a}.high <= {self.bind(hi)}"
+        if p == "ne":
+            return f"({a}.low < {self.bind(lo)} OR {a}.high > {self.bind(hi)})"
+        if p == "gt":
+            return f"{a}.high > {self.bind(hi)}"
+        if p == "lt":
+            return f"{a}.low < {self.bind(lo)}"
+        if p == "ge":
+            return f"{a}.high >= {self.bind(lo)} AND ({a}.high > {self.bind(hi)} OR {a}.low >= {self.bind(lo)})"
+        if p == "le":
+            return f"{a}.low <= {self.bind(hi)} AND ({a}.low < {self.bind(lo)} OR {a}.high <= {self.bind(hi)})"
+        if p == "sa":
+            return f"{a}.low > {self.bind(hi)}"
+        if p == "eb":
+            return f"{a}.high < {self.bind(lo)}"
+        # ap: overlaps the value widened by 10% of its distance from now (at least its own precision)
+        now = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+        gap = max(abs(now - lo) // 10, hi - lo)
+        return f"{a}.low <= {self.bind(hi + gap)} AND {a}.high >= {self.bind(lo - gap)}"
+
+    def _number(self, a: str, v) -> str:
+        p = v.prefix
+        if p == "eq":
+            return f"{a}.value >= {self.bind(_num(v.low))} AND {a}.value < {self.bind(_num(v.high))}"
+        if p == "ne":
+            return f"({a}.value < {self.bind(_num(v.low))} OR {a}.value >= {self.bind(_num(v.high))})"
+        if p in ("gt", "sa"):
+            return f"{a}.value > {self.bind(_num(v.value))}"
+        if p in ("lt", "eb"):
+            return f"{a}.value < {self.bind(_num(v.value))}"
+        if p == "ge":
+            return f"{a}.value >= {self.bind(_num(v.value))}"
+        if p == "le":
+            return f"{a}.value <= {self.bind(_num(v.value))}"
+        spread = abs(v.value) / 10 or (v.high - v.low)
+        return f"{a}.value >= {self.bind(_num(v.value - spread))} AND {a}.value <= {self.bind(_num(v.value + spread))}"
+
+    # -- conditions → rid sets -----------------------------------------------------------------
+    def condition(self, rtype: str, cond) -> tuple[bool, str]:
+        """(negated, SQL selecting rids): the resource matches iff its rid is (not) in the set."""
+        from fhir_server.search import query as q
+
+        if isinstance(cond, q.Clause):
+            return self.clause(rtype, cond)
+        if isinstance(cond, q.Chain):
+            selects = []
+            for target, inner in cond.targets:
+                child = _Sql(self.index, self.base_url)
+                negated, inner_sql = child.condition(target, inner)
+                selects.append(
+                    f"SELECT ref.rid FROM idx_reference ref WHERE ref.param = {self.bind(cond.param.key)}"
+                    f" AND ref.ttype = {self.bind(target)} AND ref.tid IN (SELECT t.id FROM idx_resource t"
+                    f" WHERE t.rtype = {self.bind(target)} AND t.rid {'NOT IN' if negated else 'IN'} ({inner_sql}))"
+                )
+                self.args.extend(child.args)
+            return False, " UNION ALL ".join(selects)
+        if isinstance(cond, q.Has):
+            child = _Sql(self.index, self.base_url)
+            negated, inner_sql = child.condition(cond.source_type, cond.condition)
+            sql = (
+                f"SELECT me.rid FROM idx_resource me WHERE me.rtype = {self.bind(rtype)} AND me.id IN"
+                f" (SELECT ref.tid FROM idx_reference ref WHERE ref.param = {self.bind(cond.param.key)}"
+                f" AND ref.ttype = {self.bind(rtype)} AND ref.rid {'NOT IN' if negated else 'IN'} ({inner_sql}))"
+            )
+            self.args.extend(child.args)
+            return False, sql
+        if isinstance(cond, q.AnyOf):
+            selects = []
+            for inner in cond.conditions:
+                negated, inner_sql = self.condition(rtype, inner)
+                if negated:
+                    inner_sql = f"SELECT a.rid FROM idx_resource a WHERE a.rid NOT IN ({inner_sql})"
+                selects.append(inner_sql)
+            return False, " UNION ALL ".join(selects) or "SELECT NULL WHERE 0"
+        raise AssertionError(f"unknown condition {cond!r}")
+
+    def clause(self, rtype: str, clause) -> tuple[bool, str]:
+        from fhir_server.search import query as q
+
+        param, modifier = clause.param, clause.modifier
+        kind = param.type
+        if modifier in ("identifier", "of-type"):
+            kind = "token"
+        if modifier == "missing":
+            missing = clause.values[0].missing
+            if kind == "composite":
+                key, table = param.component_key(0), None
+                first = self.index.registry.component_param(param.components[0].definition, rtype)
+                table = _table(first.type) if first else "idx_token"
+            else:
+                key, table = clause.key, _table(kind)
+            return missing, f"SELECT rid FROM {table} WHERE param = {self.bind(key)}"
+        selects = []
+        for value in clause.values:
+            if kind == "composite":
+                selects.append(self._composite(value))
+                continue
+            table = _table(kind)
+            if kind == "reference" and isinstance(value, q.ReferenceValue) and value.type and value.id \
+                    and self.base_url:
+                url = f"{self.base_url}/{value.type}/{value.id}"
+                selects.append(f"SELECT x.rid FROM {table} x WHERE x.param = {self.bind(clause.key)}"
+                               f" AND x.url = {self.bind(url)}")
+            head = f"SELECT x.rid FROM {table} x WHERE x.param = {self.bind(clause.key)} AND "
+            selects.append(head + self.predicate(kind, "x", value, None if modifier == "not" else modifier))
+        return modifier == "not", " UNION ALL ".join(selects)
+
+    def _composite(self, value) -> str:
+        joins = []
+        for i, (target, key, part) in list(enumerate(value.parts))[1:]:
+            alias = f"c{i}"
+            joins.append(f"JOIN {_table(target.type)} {alias} ON {alias}.rid = c0.rid AND {alias}.grp = c0.grp"
+                         f" AND {alias}.param = {self.bind(key)} AND {self.predicate(target.type, alias, part, None)}")
+        target, key, part = value.parts[0]
+        where = f"c0.param = {self.bind(key)} AND {self.predicate(target.type, 'c0', part, None)}"
+        return f"SELECT c0.rid FROM {_table(target.type)} c0 {' '.join(joins)} WHERE {where}"
+
 
 class SQLiteIndex:
+    def __init__(self, registry=None):
+        self._registry = registry
+        self._extraction = None
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from fhir_server.search.registry import default_registry
+
+            self._registry = default_registry()
+        return self._registry
+
+    @property
+    def extraction(self):
+        if self._extraction is None:
+            from fhir_server.search.extract import Extraction
+
+            self._extraction = Extraction(self.registry)
+        return self._extraction
+
     def schema(self) -> list[str]:
-        return []
+        statements = [
+            "CREATE TABLE IF NOT EXISTS idx_resource (rid INTEGER PRIMARY KEY, rtype TEXT NOT NULL, id TEXT NOT NULL)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS idx_resource_id ON idx_resource (rtype, id)",
+        ]
+        for table, columns in TABLES.values():
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {table} (param INTEGER NOT NULL, rid INTEGER NOT NULL, {columns}, grp INTEGER)"
+            )
+        return statements + INDEXES
 
     def write(self, conn, resource_type: str, id: str, resource: dict | None, last_updated: str) -> None:
         """Replace the index rows of one resource (``resource`` None removes them)."""
+        row = conn.execute("SELECT rid FROM idx_resource WHERE rtype = ? AND id = ?", (resource_type, id)).fetchone()
+        if row is not None:
+            rid = row[0]
+            for table, _ in TABLES.values():
+                conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
+            if resource is None:
+                conn.execute("DELETE FROM idx_resource WHERE rid = ?", (rid,))
+                return
+        elif resource is None:
+            return
+        else:
+            rid = conn.execute("INSERT INTO idx_resource (rtype, id) VALUES (?, ?)", (resource_type, id)).lastrowid
+        rows = self.extraction.rows(resource_type, id, resource, last_updated)
+        for kind, values in rows.items():
+            if values:
+                conn.executemany(_INSERTS[kind], [(v[0], rid, *v[1:]) for v in values])
+
+    # -- search --------------------------------------------------------------------------------
+    @staticmethod
+    def _sort_expr(key) -> str:
+        """SQL for one sort key; the parameter key is a server-made integer, inlined as a literal."""
+        param, desc = key.param, key.descending
+        if param.code == "_id":
+            return "r.id"
+        kind = param.type
+        column = {"string": "s.norm", "token": "s.code", "number": "s.value", "quantity": "s.value", "uri": "s.uri",
+                  "reference": "coalesce(s.ttype || '/' || s.tid, s.url)",
+                  "date": "s.high" if desc else "s.low"}[kind]
+        return (f"(SELECT {'max' if desc else 'min'}({column}) FROM {_table(kind)} s"
+                f" WHERE s.rid = r.rid AND s.param = {int(param.key)})")
+
+    def _where(self, sql: _Sql, query) -> str:
+        types = query.resource_types
+        rtype = types[0] if len(types) == 1 else None
+        positive = any(not (isinstance(c, Clause) and c.modifier in ("not", "missing")) for c in query.conditions)
+        # with a positive condition the matching rids drive the query; the type is then only checked
+        column = "+r.rtype" if positive else "r.rtype"
+        clauses = [f"{column} IN ({sql.bind(*types)})"] if types else []
+        for cond in query.conditions:
+            negated, subquery = sql.condition(rtype, cond)
+            clauses.append(f"r.rid {'NOT IN' if negated else 'IN'} ({subquery})")
+        return " AND ".join(clauses) or "1"
 
     def search(self, session, query):
-        raise NotImplementedError("search is not available yet")
+        from fhir_server.search.result import SearchResult
+
+        conn = session.conn
+        result = SearchResult()
+        base_url = query.base_url.rstrip("/")
+
+        if query.total != "none" and query.limit_all is None:
+            sql = _Sql(self, base_url)
+            where = self._where(sql, query)
+            result.total = conn.execute(f"SELECT count(*) FROM idx_resource r WHERE {where}", sql.args).fetchone()[0]
+        if query.count == 0 and query.limit_all is None:
+            return result
+
+        sql = _Sql(self, base_url)
+        where = self._where(sql, query)
+        direction, boundary = self._decode_cursor(query.cursor, len(query.sort))
+        backward = direction == "p"
+        # the ordering: for each key, missing values last, then the value; ties broken by rid
+        order_terms = []
+        for key in query.sort:
+            expr = self._sort_expr(key)
+            order_terms.append((f"({expr}) IS NULL", False))
+            order_terms.append((expr, key.descending))
+        order_terms.append(("r.rid", False))
+        if boundary is not None:
+            ors = []
+            for i, (expr, desc) in enumerate(order_terms):
+                parts = [f"{order_terms[j][0]} IS {sql.bind(boundary[j])}" for j in range(i)]
+                parts.append(f"{expr} {'<' if desc != backward else '>'} {sql.bind(boundary[i])}")
+                ors.append("(" + " AND ".join(parts) + ")")
+            where += " AND (" + " OR ".join(ors) + ")"
+        order_sql = ", ".join(f"{expr} {'DESC' if desc != backward else 'ASC'}" for expr, desc in order_terms)
+        select_cols = ", ".join(expr for expr, _ in order_terms)
+        limit = query.limit_all if query.limit_all is not None else query.count
+        statement = f"SELECT r.rtype, r.id, {select_cols} FROM idx_resource r WHERE {where} ORDER BY {order_sql} LIMIT ?"
+        rows = conn.execute(statement, sql.args + [limit + 1]).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backward:
+            rows.reverse()
+        records = self._load(conn, [(r[0], r[1]) for r in rows])
+        result.matches = records
+        if query.limit_all is None and rows:
+            first, last = rows[0][2:], rows[-1][2:]
+            if backward:
+                result.next_cursor = self._encode_cursor("n", last)
+                result.prev_cursor = self._encode_cursor("p", first) if more else None
+            else:
+                result.next_cursor = self._encode_cursor("n", last) if more else None
+                result.prev_cursor = self._encode_cursor("p", first) if boundary is not None else None
+        if query.includes or query.revincludes:
+            result.included = self._includes(conn, query, records)
+        return result
+
+    @staticmethod
+    def _encode_cursor(direction: str, values) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps([direction, *values])).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: str | None, nkeys: int):
+        if not cursor:
+            return "n", None
+        try:
+            data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            direction, values = data[0], data[1:]
+            if direction not in ("n", "p") or len(values) != 2 * nkeys + 1 or not all(
+                    v is None or isinstance(v, (int, float, str)) for v in values):
+                raise ValueError
+        except (ValueError, TypeError, IndexError):
+            raise FhirError(400, "_cursor is not a valid paging cursor (it must come from a page link)", "invalid",
+                            ["_cursor"]) from None
+        return direction, values
+
+    @staticmethod
+    def _load(conn, keys: list[tuple[str, str]]) -> list[StoredResource]:
+        from fhir_server.store.sqlite import _record
+
+        out = []
+        for rtype, id in keys:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM resources WHERE rtype = ? AND id = ? AND deleted = 0",
+                               (rtype, id)).fetchone()
+            if row:
+                out.append(_record(row))
+        return out
+
+    def _reference_keys(self, source_type: str, include) -> list[int]:
+        if include.param is not None:
+            return [include.param.key]
+        return [p.key for p in self.registry.params(source_type) if p.type == "reference"]
+
+    def _includes(self, conn, query, matches: list[StoredResource]) -> list[StoredResource]:
+        seen = {(m.resource_type, m.id) for m in matches}
+        included: list[StoredResource] = []
+        frontier = matches
+        for round_ in range(_ITERATE_ROUNDS):
+            found: list[tuple[str, str]] = []
+            for include in query.includes + query.revincludes:
+                if round_ and not include.iterate:
+                    continue
+                found += (self._reverse if include.reverse else self._forward)(conn, include, frontier)
+            new = []
+            for key in dict.fromkeys(found):
+                if key not in seen:
+                    seen.add(key)
+                    new.append(key)
+            new_records = self._load(conn, new[: _INCLUDE_LIMIT - len(included)])
+            included += new_records
+            frontier = new_records
+            if not frontier or len(included) >= _INCLUDE_LIMIT or not any(
+                    i.iterate for i in query.includes + query.revincludes):
+                break
+        return included
+
+    def _rids(self, conn, records: list[StoredResource], source_type: str | None) -> list[int]:
+        rids = []
+        for record in records:
+            if source_type in (None, "*") or record.resource_type == source_type:
+                row = conn.execute("SELECT rid FROM idx_resource WHERE rtype = ? AND id = ?",
+                                   (record.resource_type, record.id)).fetchone()
+                if row:
+                    rids.append(row[0])
+        return rids
+
+    def _forward(self, conn, include, records) -> list[tuple[str, str]]:
+        out = []
+        by_type: dict[str, list] = {}
+        for record in records:
+            if include.source_type in ("*", record.resource_type):
+                by_type.setdefault(record.resource_type, []).append(record)
+        for source_type, group in by_type.items():
+            keys = self._reference_keys(source_type, include)
+            rids = self._rids(conn, group, source_type)
+            if not keys or not rids:
+                continue
+            sql = (f"SELECT DISTINCT ttype, tid FROM idx_reference WHERE rid IN ({', '.join('?' * len(rids))})"
+                   f" AND param IN ({', '.join('?' * len(keys))}) AND ttype IS NOT NULL")
+            args = rids + keys
+            if include.target_type:
+                sql += " AND ttype = ?"
+                args.append(include.target_type)
+            out += [tuple(r) for r in conn.execute(sql, args)]
+        return out
+
+    def _reverse(self, conn, include, records) -> list[tuple[str, str]]:
+        out = []
+        keys = self._reference_keys(include.source_type, include) if include.source_type != "*" else None
+        for record in records:
+            if include.target_type and include.target_type != record.resource_type:
+                continue
+            sql = ("SELECT s.rtype, s.id FROM idx_reference ref JOIN idx_resource s ON s.rid = ref.rid"
+                   " WHERE ref.tid = ? AND ref.ttype = ?")
+            args: list = [record.id, record.resource_type]
+            if keys is not None:
+                if not keys:
+                    continue
+                sql = sql.replace("WHERE ref.tid", f"WHERE ref.param IN ({', '.join('?' * len(keys))}) AND ref.tid")
+                args = keys + args
+                sql += " AND s.rtype = ?"
+                args.append(include.source_type)
+            out += [tuple(r) for r in conn.execute(sql + f" LIMIT {_INCLUDE_LIMIT}", args)]
+        return out
+
+
