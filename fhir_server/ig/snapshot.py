@@ -1,0 +1,167 @@
+"""Snapshot generation: the base StructureDefinition's snapshot with a profile's differential applied.
+
+Rules followed (FHIR R4 "Profiling" and ElementDefinition):
+- every differential element is matched to the snapshot element with the same ``id``; its properties
+  replace the base ones, except ``constraint`` which is added to the inherited constraints (with
+  ``source`` set to the profile's URL);
+- a differential element that is not in the snapshot yet is created: a slice (``a.b:name``) is a copy
+  of the sliced element placed after that element's children and any earlier slices; a child of an
+  element whose type is a data type (``Patient.identifier:nid.system``) is reached by expanding the
+  data type's own snapshot under that element (ids and paths rewritten, ``base`` kept);
+- differential elements must be in snapshot order, as the specification requires.
+
+The generator is deterministic, so a test can regenerate every committed snapshot and compare.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+#: root-element extensions of the base that describe the base, not the profile
+_BASE_ONLY_ROOT_KEYS = ("extension",)
+
+
+def element_path(element_id: str) -> str:
+    """``Patient.identifier:nid.system`` → ``Patient.identifier.system``."""
+    return ".".join(part.split(":", 1)[0] for part in _split(element_id))
+
+
+def _split(element_id: str) -> list[str]:
+    # slice names in this IG never contain '.', so a plain split is exact
+    return element_id.split(".")
+
+
+def _is_in_subtree(candidate: str, element_id: str) -> bool:
+    """True for the element itself, its children and its slices (and their children)."""
+    return (
+        candidate == element_id
+        or candidate.startswith(element_id + ".")
+        or candidate.startswith(element_id + ":")
+    )
+
+
+class SnapshotError(ValueError):
+    pass
+
+
+class _Builder:
+    def __init__(self, profile_url: str, base: dict, type_snapshot: Callable[[str], dict]):
+        self.profile_url = profile_url
+        self.type_snapshot = type_snapshot
+        self.elements: list[dict] = copy.deepcopy(base["snapshot"]["element"])
+        root = self.elements[0]
+        for key in _BASE_ONLY_ROOT_KEYS:
+            root.pop(key, None)
+
+    def index_of(self, element_id: str) -> int | None:
+        for i, element in enumerate(self.elements):
+            if element["id"] == element_id:
+                return i
+        return None
+
+    def block_end(self, element_id: str, start: int) -> int:
+        """Index just after the element at ``start`` with its children and slices."""
+        end = start + 1
+        while end < len(self.elements) and _is_in_subtree(self.elements[end]["id"], element_id):
+            end += 1
+        return end
+
+    def ensure(self, element_id: str) -> int:
+        found = self.index_of(element_id)
+        if found is not None:
+            return found
+        parts = _split(element_id)
+        if len(parts) < 2:
+            raise SnapshotError(f"no root element {element_id}")
+        last = parts[-1]
+        parent_id = ".".join(parts[:-1])
+        if ":" in last:
+            name, _slice = last.split(":", 1)
+            sliced_id = f"{parent_id}.{name}" if parent_id else name
+            sliced_at = self.ensure(sliced_id)
+            # slices of a slice (re-slicing) are not used by this IG
+            insert_at = self.block_end(sliced_id, sliced_at)
+            sliced = copy.deepcopy(self.elements[sliced_at])
+            sliced.pop("slicing", None)
+            sliced["id"] = element_id
+            sliced["sliceName"] = _slice
+            self.elements.insert(insert_at, sliced)
+            return insert_at
+        parent_at = self.ensure(parent_id)
+        if parent_at + 1 < len(self.elements) and self.elements[parent_at + 1]["id"].startswith(parent_id + "."):
+            raise SnapshotError(f"{element_id}: no such child of {parent_id}")
+        self._expand(parent_at)
+        found = self.index_of(element_id)
+        if found is None:
+            raise SnapshotError(f"{element_id}: no such element")
+        return found
+
+    def _expand(self, at: int) -> None:
+        """Insert the children of the element at ``at``: from its unsliced twin, or from its data type."""
+        parent = self.elements[at]
+        parent_id, parent_path = parent["id"], parent["path"]
+        children: list[dict] = []
+        last = parent_id.rsplit(".", 1)[-1]
+        if ":" in last:
+            twin_id = parent_id[: len(parent_id) - len(last)] + last.split(":", 1)[0]
+            twin_at = self.index_of(twin_id)
+            for element in self.elements[twin_at + 1 :] if twin_at is not None else []:
+                if not element["id"].startswith(twin_id + "."):
+                    break
+                child = copy.deepcopy(element)
+                child["id"] = parent_id + element["id"][len(twin_id) :]
+                children.append(child)
+        if not children:
+            types = parent.get("type") or []
+            codes = {t["code"] for t in types}
+            if len(codes) != 1:
+                raise SnapshotError(f"{parent_id}: cannot expand an element with types {sorted(codes)}")
+            type_code = codes.pop()
+            base_elements = self.type_snapshot(type_code)["snapshot"]["element"]
+            root_path = base_elements[0]["path"]
+            for element in base_elements[1:]:
+                child = copy.deepcopy(element)
+                child["id"] = parent_id + element["id"][len(root_path) :]
+                child["path"] = parent_path + element["path"][len(root_path) :]
+                children.append(child)
+        self.elements[at + 1 : at + 1] = children
+
+    def apply(self, diff: dict) -> None:
+        element_id = diff["id"]
+        if diff.get("path") != element_path(element_id):
+            raise SnapshotError(f"{element_id}: path {diff.get('path')!r} does not match its id")
+        at = self.ensure(element_id)
+        target = self.elements[at]
+        for key, value in diff.items():
+            if key in ("id", "path"):
+                continue
+            if key == "constraint":
+                merged = list(target.get("constraint", []))
+                for constraint in value:
+                    constraint = dict(constraint)
+                    constraint.setdefault("source", self.profile_url)
+                    merged.append(constraint)
+                target["constraint"] = merged
+            else:
+                target[key] = copy.deepcopy(value)
+
+
+def generate_snapshot(profile: dict, base: dict, type_snapshot: Callable[[str], dict]) -> dict:
+    """The ``snapshot`` of ``profile`` (a StructureDefinition with a differential) over ``base``.
+
+    ``type_snapshot(code)`` returns the base StructureDefinition of a data type, for expansion.
+    """
+    builder = _Builder(profile["url"], base, type_snapshot)
+    for diff in profile["differential"]["element"]:
+        builder.apply(diff)
+    return {"element": builder.elements}
+
+
+def with_snapshot(profile: dict, core) -> dict:
+    """``profile`` with its snapshot generated against the core package ``core`` (a CorePackage)."""
+    base = core.structure_definition(profile["baseDefinition"])
+    result = dict(profile)
+    result.pop("snapshot", None)
+    result["snapshot"] = generate_snapshot(profile, base, core.structure_definition)
+    return result

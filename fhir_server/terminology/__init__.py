@@ -1,0 +1,1 @@
+"""Terminology for the IG: code systems, value-set expansion, code validation, lookup, translation."""
