@@ -1,0 +1,113 @@
+"""Per-request cost of the FHIR app without HTTP: where the server's time goes.
+
+Calls the ASGI app directly (no sockets, no client library) for read-by-id, create and a
+10-entry transaction on a fresh SQLite store, prints microseconds per request, and with
+``--profile`` the top functions by cumulative time (cProfile), so a change to the hot path
+can be measured in seconds instead of a full load run.
+
+    python benchmarks/hot_path.py
+    python benchmarks/hot_path.py --profile create --top 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.formats import json as fjson
+
+DATA = Path(__file__).resolve().parent / "data"
+JSON = b"application/fhir+json"
+
+
+async def call(app, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"accept", JSON), (b"content-type", JSON),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80)}
+    sent = False
+    status, chunks = 0, []
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def scenario_requests(app) -> dict[str, tuple[str, str, bytes, int]]:
+    create_body = (DATA / "servicerequest.json").read_bytes()
+    status, answer = await call(app, "POST", "/ServiceRequest", create_body)
+    assert status == 201, answer
+    id = fjson.loads(answer)["id"]
+    return {
+        "read": ("GET", f"/ServiceRequest/{id}", b"", 200),
+        "create": ("POST", "/ServiceRequest", create_body, 201),
+        "transaction": ("POST", "/", (DATA / "transaction.json").read_bytes(), 200),
+    }
+
+
+async def measure(app, request, count: int) -> float:
+    method, path, body, expect = request
+    for _ in range(min(50, count)):
+        await call(app, method, path, body)
+    start = time.perf_counter()
+    for _ in range(count):
+        status, answer = await call(app, method, path, body)
+        if status != expect:
+            raise SystemExit(f"{method} {path} answered {status}: {answer[:300]!r}")
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000, help="requests per scenario (a tenth for transactions)")
+    parser.add_argument("--profile", choices=["read", "create", "transaction"])
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fhir-hot-") as tmp:
+        app = create_app(Settings(data_dir=Path(tmp), base_url="http://127.0.0.1:8080"))
+
+        async def run() -> None:
+            requests = await scenario_requests(app)
+            if args.profile:
+                request = requests[args.profile]
+                count = args.count // 10 if args.profile == "transaction" else args.count
+                await measure(app, request, 50)
+                profiler = cProfile.Profile()
+                profiler.enable()
+                await measure(app, request, count)
+                profiler.disable()
+                pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(args.top)
+                return
+            for name, request in requests.items():
+                count = args.count // 10 if name == "transaction" else args.count
+                print(f"{name:<12} {await measure(app, request, count):8.0f} µs/request")
+
+        asyncio.run(run())
+        app.state.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
