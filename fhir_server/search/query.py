@@ -419,8 +419,8 @@ class Parser:
         if base in RESULT_PARAMS:
             self._result_param(query, types, name, raw)
         else:
-            if len(types) == 1:
-                query.conditions.append(self.condition(types[0], name, raw))
+            if len(types) <= 1:
+                query.conditions.append(self.condition(types[0] if types else COMMON, name, raw))
             else:
                 per_type, errors = [], []
                 for rtype in types:
@@ -461,7 +461,7 @@ class Parser:
                 descending = item.startswith("-")
                 code = item.lstrip("-")
                 param = None
-                for rtype in types:
+                for rtype in types or (COMMON,):
                     param = self.registry.get(rtype, code)
                     if param is not None:
                         break
@@ -476,7 +476,7 @@ class Parser:
             if include.reverse:
                 query.revincludes += (include,)
             else:
-                if not include.iterate and include.source_type not in types:
+                if not include.iterate and types and include.source_type not in types + ("*",):
                     raise InvalidParameter(name, f"{name}: {include.source_type} is not being searched", True)
                 query.includes += (include,)
         else:

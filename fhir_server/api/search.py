@@ -1,0 +1,92 @@
+"""Search interactions: type (``GET /Patient``, ``POST /Patient/_search``), system (``GET /``,
+``POST /_search``) and compartment (``GET /Patient/123/ServiceRequest``).
+
+Handlers gather the parameters (query string and, for POST, the form body), honour
+``Prefer: handling=strict|lenient``, run the parsed search in the store and render the Bundle.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import FhirError
+from ..resource_types import RESOURCE_TYPES
+from ..search import bundle as search_bundle
+from ..search.query import compartment_condition
+from ..search.registry import default_registry
+from .negotiation import FORM, JSON, base_url, read_body, render, response_format
+
+
+async def _pairs(request: Request) -> list[tuple[str, str]]:
+    pairs = list(request.query_params.multi_items())
+    if request.method == "POST":
+        body = await read_body(request)
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if body.strip():
+            if content_type != FORM:
+                raise FhirError(415, f"POST _search takes a form body ({FORM})", "not-supported")
+            try:
+                pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            except UnicodeDecodeError:
+                raise FhirError(400, "the form body is not UTF-8", "invalid") from None
+    return pairs
+
+
+def _strict(request: Request) -> bool:
+    for part in request.headers.get("prefer", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.strip() == "handling":
+            return value.strip().strip('"') == "strict"
+    return False
+
+
+def _check_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise FhirError(404, f"Unknown resource type '{resource_type}'", "not-supported")
+
+
+async def _run(request: Request, types: list[str], pairs, path: str, compartment=None) -> Response:
+    settings = request.app.state.settings
+    base = base_url(request)
+    parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
+    query = parser.parse(types, pairs, strict=_strict(request), compartment=compartment)
+    store = request.app.state.store
+    raw = response_format(request) == JSON
+
+    def execute() -> dict:
+        with store.session() as session:
+            result = session.search(query)
+        return search_bundle.build(query, result, base, path, raw_bodies=raw)
+
+    return render(request, await run_in_threadpool(execute))
+
+
+async def search_type(request: Request, resource_type: str) -> Response:
+    _check_type(resource_type)
+    return await _run(request, [resource_type], await _pairs(request), resource_type)
+
+
+async def search_system(request: Request) -> Response:
+    pairs = await _pairs(request)
+    types = search_bundle.system_types(pairs)
+    for resource_type in types:
+        if resource_type not in RESOURCE_TYPES:
+            raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
+    return await _run(request, types, pairs, "")
+
+
+async def search_compartment(request: Request, compartment_type: str, compartment_id: str,
+                             resource_type: str) -> Response:
+    _check_type(resource_type)
+    registry = default_registry()
+    if compartment_type not in registry.compartments:
+        raise FhirError(404, f"{compartment_type} is not a compartment", "not-supported")
+    condition = compartment_condition(registry, compartment_type, compartment_id, resource_type)
+    if condition is None:
+        raise FhirError(400, f"{resource_type} is not in the {compartment_type} compartment", "not-supported")
+    return await _run(request, [resource_type], await _pairs(request),
+                      f"{compartment_type}/{compartment_id}/{resource_type}", compartment=condition)

@@ -1,0 +1,81 @@
+"""Run a parsed search and build the searchset Bundle: entries, total, paging links, outcome entry.
+
+Used by the REST handlers (fhir_server.api.search) and by GET entries inside batch Bundles.
+Links repeat the parameters that were applied (ignored ones are left out, as the spec asks)
+and carry the backend's opaque ``_cursor``, so ``next``/``prev`` stay valid while data changes.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+
+from fhir_server.errors import operation_outcome
+from fhir_server.formats import json as fjson
+
+from . import shaping
+from .query import Parser, SearchQuery
+from .registry import default_registry
+from .result import SearchResult
+
+
+def parser_for(base_url: str, default_count: int = 20, max_count: int = 1000) -> Parser:
+    return Parser(default_registry(), base_url, default_count, max_count)
+
+
+def _link(base_url: str, path: str, used: list, cursor: str | None, count: int) -> str:
+    pairs = [(k, v) for k, v in used if k not in ("_cursor", "_count")] + [("_count", str(count))]
+    if cursor:
+        pairs.append(("_cursor", cursor))
+    url = f"{base_url}/{path}" if path else base_url
+    return f"{url}?{urlencode(pairs)}" if pairs else url
+
+
+def build(query: SearchQuery, result: SearchResult, base_url: str, path: str, raw_bodies: bool = False) -> dict:
+    """The searchset Bundle. ``raw_bodies`` embeds stored JSON bytes as they are (JSON responses only)."""
+    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
+    if result.total is not None:
+        bundle["total"] = result.total
+    links = [{"relation": "self", "url": _link(base_url, path, query.used, query.cursor, query.count)}]
+    if result.next_cursor:
+        links.append({"relation": "next", "url": _link(base_url, path, query.used, result.next_cursor, query.count)})
+    if result.prev_cursor:
+        links.append({"relation": "previous", "url": _link(base_url, path, query.used, result.prev_cursor,
+                                                           query.count)})
+    bundle["link"] = links
+    entries = []
+    if query.summary != "count":
+        shaped = bool((query.summary and query.summary != "false") or query.elements)
+        for mode, records in (("match", result.matches), ("include", result.included)):
+            for record in records:
+                if raw_bodies and not shaped:
+                    resource = orjson.Fragment(record.body)
+                else:
+                    resource = fjson.loads(record.body)
+                    if shaped:
+                        resource = shaping.apply(resource, query.summary, query.elements)
+                entries.append({"fullUrl": f"{base_url}/{record.resource_type}/{record.id}", "resource": resource,
+                                "search": {"mode": mode}})
+    if query.ignored:
+        entries.append({"resource": operation_outcome(query.ignored), "search": {"mode": "outcome"}})
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def search_bundle(session, resource_type: str, query_string: str, base_url: str) -> dict:
+    """A search given as a relative URL's type and query string (batch/transaction GET entries)."""
+    pairs = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
+    types = [resource_type] if resource_type else system_types(pairs)
+    query = parser_for(base_url).parse(types, pairs)
+    return build(query, session.search(query), base_url.rstrip("/"), resource_type)
+
+
+def system_types(pairs) -> list[str]:
+    """The types a system search covers: ``_type`` (comma list, repeatable), else all (empty list)."""
+    types: list[str] = []
+    for name, value in pairs:
+        if name == "_type":
+            types += [t.strip() for t in value.split(",") if t.strip()]
+    return types
