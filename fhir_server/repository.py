@@ -8,7 +8,10 @@ persists them atomically.
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -24,6 +27,12 @@ from .validation.structural import structural_issues
 
 #: check(session, resource_type, resource, previous) -> OperationOutcome issues
 WriteCheck = Callable[[Session, str, dict, "dict | None"], list]
+#: hook(session, records) run inside a write transaction just before it commits
+PrecommitHook = Callable[[Session, "list[StoredResource]"], None]
+#: listener(records) run after a write transaction committed
+CommitListener = Callable[["list[StoredResource]"], None]
+
+log = logging.getLogger("fhir_server.repository")
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 _SERVER_META = ("versionId", "lastUpdated")
@@ -57,16 +66,74 @@ class WriteResult:
     issues: list[dict] = field(default_factory=list)
 
 
+class _ObservedStore:
+    """The store as the repository hands it out: write sessions report what they wrote.
+
+    Every write session (REST, Bundle, mapping layer) passes through here, so pre-commit hooks
+    see the records written in the transaction and may add more to it, and commit listeners
+    learn about them only once the transaction is durable. Everything else is the store's own.
+    """
+
+    def __init__(self, store: Store, repository: "Repository"):
+        self._store = store
+        self._repository = repository
+        self._local = threading.local()
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def note(self, record: StoredResource) -> None:
+        written = getattr(self._local, "written", None)
+        if written is not None:
+            written.append(record)
+
+    @contextmanager
+    def session(self, write: bool = False):
+        if not write or getattr(self._local, "written", None) is not None:
+            with self._store.session(write) as session:  # reads, and units of work joining an outer one
+                yield session
+            return
+        written: list[StoredResource] = []
+        self._local.written = written
+        try:
+            with self._store.session(True) as session:
+                yield session
+                seen = 0
+                while seen < len(written) and self._repository.precommit_hooks:
+                    batch, seen = written[seen:], len(written)
+                    for hook in self._repository.precommit_hooks:
+                        hook(session, batch)
+        finally:
+            self._local.written = None
+        if written:
+            for listener in self._repository.commit_listeners:
+                try:
+                    listener(list(written))
+                except Exception:  # a listener must never undo or fail a committed write
+                    log.exception("commit listener failed")
+
+
 class Repository:
     def __init__(self, store: Store, settings: Settings | None = None):
-        self.store = store
+        self.store = _ObservedStore(store, self)
         self.settings = settings or Settings()
         self.checks: list[WriteCheck] = []
+        self.precommit_hooks: list[PrecommitHook] = []
+        self.commit_listeners: list[CommitListener] = []
         #: (type, id) pairs owned by the server (conformance resources): clients may not write them
         self.protected: set[tuple[str, str]] = set()
 
     def add_write_check(self, check: WriteCheck) -> None:
         self.checks.append(check)
+
+    def add_precommit_hook(self, hook: PrecommitHook) -> None:
+        """Run ``hook(session, records)`` inside each write transaction before it commits, with the
+        records written so far (again with the new ones when a hook writes more); raising aborts it."""
+        self.precommit_hooks.append(hook)
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(records)`` after each write transaction commits (not on rollback)."""
+        self.commit_listeners.append(listener)
 
     # ---- validation -------------------------------------------------------------------------
 
@@ -105,6 +172,7 @@ class Repository:
         except VersionConflict:
             raise FhirError(409 if current is None else 412,
                             f"{resource_type}/{id} was changed by another request", "conflict") from None
+        self.store.note(record)
         return WriteResult(record, current is None or current.deleted, stamped, issues)
 
     def _guard(self, resource_type: str, id: str | None) -> None:
@@ -208,6 +276,7 @@ class Repository:
             session.write(record, None, current.version)
         except VersionConflict:
             raise FhirError(409, f"{resource_type}/{id} was changed by another request", "conflict") from None
+        self.store.note(record)
         return record
 
     def conditional_delete_in(self, session: Session, resource_type: str, query: str) -> StoredResource | None:
