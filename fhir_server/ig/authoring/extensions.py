@@ -30,7 +30,7 @@ EXTENSIONS: list[dict] = [
         en="Referral scope",
     ),
     simple_extension(
-        "referral-consent",
+        "consent-reference",
         "Referral consent",
         "患者转诊知情同意书 / The patient's informed consent to this referral.",
         ["ServiceRequest"],

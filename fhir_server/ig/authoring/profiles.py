@@ -70,7 +70,7 @@ REFERRAL_REQUEST = structure_definition(
                     "ref-1",
                     "生效的转诊须有知情同意或豁免",
                     "An active referral has the patient's consent or an exemption",
-                    f"status != 'active' or extension('{_ext_url('referral-consent')}').exists()"
+                    f"status != 'active' or extension('{_ext_url('consent-reference')}').exists()"
                     f" or extension('{_ext_url('consent-exemption')}').exists()",
                 ),
                 constraint(
@@ -85,7 +85,7 @@ REFERRAL_REQUEST = structure_definition(
         _extension_slicing("ServiceRequest"),
         _ext("ServiceRequest", "direction", "referral-direction", "转诊方向", "Direction", 1),
         _ext("ServiceRequest", "scope", "referral-scope", "转诊范围", "Scope", 1),
-        _ext("ServiceRequest", "consent", "referral-consent", "知情同意", "Consent"),
+        _ext("ServiceRequest", "consent", "consent-reference", "知情同意", "Consent"),
         _ext("ServiceRequest", "consentExemption", "consent-exemption", "知情同意豁免", "Consent exemption"),
         _ext("ServiceRequest", "assessment", "cross-region-assessment", "必要性评估", "Necessity assessment"),
         _ext("ServiceRequest", "reservedResource", "reserved-resource", "预留资源", "Reserved resource", 0, "*"),
@@ -386,6 +386,7 @@ CN_ORGANIZATION = structure_definition(
             "Organization.type:institutionType",
             "机构类别",
             "Institution type",
+            min=0,
             max="1",
             patternCodeableConcept={"coding": [{"system": system("institution-type")}]},
             binding=binding("required", vs_url("institution-type")),
@@ -394,6 +395,7 @@ CN_ORGANIZATION = structure_definition(
             "Organization.type:consortiumType",
             "医联体类型",
             "Consortium type",
+            min=0,
             max="1",
             patternCodeableConcept={"coding": [{"system": system("consortium-type")}]},
             binding=binding("required", vs_url("consortium-type")),
