@@ -55,7 +55,8 @@ def main(argv: list[str]) -> None:
     params, compartments, elements = [], {}, {}
     for name, doc in read_package(package_path(argv)):
         kind = doc.get("resourceType")
-        if kind == "SearchParameter" and supported(doc.get("base", [])):
+        if kind == "SearchParameter" and supported(doc.get("base", [])) and not doc["id"].startswith("example"):
+            # the package also ships example SearchParameters (ids "example…"); they are not R4's own
             entry = {k: doc[k] for k in KEEP if k in doc}
             entry["base"] = [b for b in doc["base"] if b in RESOURCE_TYPES or b in ("Resource", "DomainResource")]
             params.append(entry)
