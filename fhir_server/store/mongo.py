@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 from fhir_server.errors import FhirError
 
 from .base import StoredResource, VersionConflict
-from .mongo_index import INDEX_FIELDS, ensure_indexes, index_fields
+from .mongo_index import INDEX_FIELDS, derived_fields, ensure_indexes, index_fields
 
 RESOURCES, HISTORY, COUNTERS, LOCKS = "resources", "history", "counters", "locks"
 #: how long a conditional-write lease lives if its holder dies, and how long a writer waits for one
@@ -148,18 +148,23 @@ class MongoSession:
                                  "with more than one write cannot be applied all-or-nothing (run MongoDB as a "
                                  "replica set)", "not-supported")
         key = f"{record.resource_type}/{record.id}"
+        resources = store.db[RESOURCES]
+        if self.cs is None:  # without a transaction the undo log restores the previous document
+            previous = resources.find_one({"_id": key})
+        else:
+            previous = self._guarded(lambda: resources.find_one({"_id": key}, {"rid": 1, "deleted": 1},
+                                                                session=self.cs))
         seq = store.next_sequence()
         doc = {"_id": key, "type": record.resource_type, "id": record.id, "version": record.version,
                "lastUpdated": record.last_updated, "deleted": record.deleted, "method": record.method,
                "seq": seq, "body": record.body}
         history = {**doc, "_id": f"{key}/{record.version}"}
+        # ``rid`` orders search results like SQLite's row id: set when a resource (re)appears, kept on update
+        doc["rid"] = previous["rid"] if previous and not previous["deleted"] and "rid" in previous else seq
         if resource is not None and not record.deleted:
-            doc.update(index_fields(store.extraction().rows(record.resource_type, record.id, resource,
-                                                            record.last_updated)))
-        resources = store.db[RESOURCES]
-        previous = None
-        if self.cs is None:  # without a transaction the undo log restores the previous document
-            previous = resources.find_one({"_id": key})
+            rows = store.extraction().rows(record.resource_type, record.id, resource, record.last_updated)
+            doc.update(index_fields(rows))
+            doc.update(derived_fields(rows))
         self._guarded(lambda: self._replace(resources, key, doc, expected_version))
         self.undo.append((RESOURCES, key, previous))
         self._guarded(lambda: store.db[HISTORY].insert_one(history, session=self.cs))
@@ -179,9 +184,9 @@ class MongoSession:
             if result.matched_count != 1:
                 raise VersionConflict(key)
 
-    def _guarded(self, action) -> None:
+    def _guarded(self, action):
         try:
-            action()
+            return action()
         except VersionConflict:
             raise
         except Exception as error:

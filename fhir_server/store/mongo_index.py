@@ -25,6 +25,14 @@ Every sub-document may carry ``g``, the composite group number. Absent values ar
 (a query for "no system" matches a missing ``s`` with ``{"s": None}``). Each array is
 covered by compound multikey indexes whose keys are all inside that one array, so a query's
 ``$elemMatch`` on (``k``, value) gets compound index bounds.
+
+Two derived fields serve what a relational index answers with joins:
+
+- ``cmp``: one entry per composite group, ``{"g": n, "p": [component sub-documents]}``, so a
+  composite search is one nested ``$elemMatch`` (both components in the same group);
+- ``sa`` / ``sd``: per parameter key, the smallest / largest sort value of the resource
+  (what SQLite's ``_sort`` computes with ``min()``/``max()`` per row), so ``_sort`` is a
+  plain field sort.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ LAYOUT: dict[str, tuple[str, tuple[str, ...]]] = {
     "quantity": ("qty", ("v", "s", "c", "u")),
     "uri": ("uri", ("u",)),
 }
-INDEX_FIELDS = tuple(field for field, _ in LAYOUT.values())
+#: fields of a resource document that only searches read (left out when bodies are loaded)
+INDEX_FIELDS = tuple(field for field, _ in LAYOUT.values()) + ("cmp", "sa", "sd")
 
 
 def index_fields(rows: dict[str, list[tuple]]) -> dict[str, list[dict]]:
@@ -68,6 +77,42 @@ def index_fields(rows: dict[str, list[tuple]]) -> dict[str, list[dict]]:
     return out
 
 
+def _sort_value(kind: str, row: tuple, descending: bool):
+    if kind == "date":
+        return row[2] if descending else row[1]
+    if kind == "token":
+        return row[2]
+    if kind == "reference":
+        return f"{row[1]}/{row[2]}" if row[1] is not None and row[2] is not None else row[3]
+    return row[1]  # string (normalised), number, quantity, uri
+
+
+def derived_fields(rows: dict[str, list[tuple]]) -> dict:
+    """The ``cmp`` composite groups and the ``sa``/``sd`` sort values of one resource's rows."""
+    low: dict[str, object] = {}
+    high: dict[str, object] = {}
+    groups: dict[int, list[dict]] = {}
+    for kind, kind_rows in rows.items():
+        _, names = LAYOUT[kind]
+        for row in kind_rows:
+            name = str(row[0])
+            for target, descending in ((low, False), (high, True)):
+                value = _sort_value(kind, row, descending)
+                if value is None:
+                    continue
+                current = target.get(name)
+                if current is None or (value > current if descending else value < current):
+                    target[name] = value
+            if row[-1] is not None:
+                entry = {"k": row[0]}
+                entry.update((n, v) for n, v in zip(names, row[1:-1]) if v is not None)
+                groups.setdefault(row[-1], []).append(entry)
+    out: dict = {"sa": low, "sd": high}
+    if groups:
+        out["cmp"] = [{"g": g, "p": parts} for g, parts in sorted(groups.items())]
+    return out
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     collection: str
@@ -89,6 +134,7 @@ def _resource_index(name: str, *keys: str) -> IndexSpec:
 #: every index the backend relies on; created idempotently at start-up (see docs/mongodb.md for the query shapes)
 INDEXES: tuple[IndexSpec, ...] = (
     # type listing / _sort=_lastUpdated / no-parameter searches; tombstones excluded by ``deleted``
+    IndexSpec("resources", "type_order", (("type", 1), ("deleted", 1), ("rid", 1))),
     IndexSpec("resources", "type_updated", (("type", 1), ("deleted", 1), ("lastUpdated", -1))),
     _resource_index("string_value", "str.k", "str.n"),
     _resource_index("token_value", "tok.k", "tok.c", "tok.s"),
@@ -100,6 +146,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _resource_index("number_value", "num.k", "num.v"),
     _resource_index("quantity_value", "qty.k", "qty.v"),
     _resource_index("uri_value", "uri.k", "uri.u"),
+    _resource_index("composite_value", "cmp.p.k"),
     # _revinclude: resources pointing at given targets, whatever the parameter
     IndexSpec("resources", "reference_any", (("ref.i", 1), ("ref.t", 1))),
     IndexSpec("history", "history_seq", (("seq", -1),)),
