@@ -189,8 +189,9 @@ def _strip(text: str) -> str:
 
 def _fhirpath(expression: str) -> Walker:
     import fhirpathpy
+    from fhirpathpy.models import models
 
-    compiled = fhirpathpy.compile(expression)
+    compiled = fhirpathpy.compile(expression, models["r4"])
 
     def walk(resource: dict) -> list:
         try:

@@ -164,7 +164,14 @@ class AnyOf:
     conditions: tuple
 
 
-Condition = Union[Clause, Chain, Has, AnyOf]
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Every condition holds (access-policy restrictions ANDed inside chains and _has)."""
+
+    conditions: tuple
+
+
+Condition = Union[Clause, Chain, Has, AnyOf, AllOf]
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +372,7 @@ class Parser:
         type_modifier = modifier if modifier and modifier[:1].isupper() else None
         if dot:
             if param.type != "reference":
-                raise InvalidParameter(name, f"{name}: only reference parameters can be chained")
+                raise InvalidParameter(name, f"{name}: only reference parameters can be chained", unknown=True)
             if modifier and not type_modifier:
                 raise InvalidParameter(name, f"{name}: modifier :{modifier} cannot be chained", unknown=True)
             targets = (type_modifier,) if type_modifier else param.targets
