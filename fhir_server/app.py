@@ -28,10 +28,15 @@ log = logging.getLogger("fhir_server")
 
 #: modules whose import registers FHIR operations in fhir_server.api.operations
 OPERATION_MODULES: list[str] = [
+    "fhir_server.validation.operations",
+    "fhir_server.terminology.operations",
+    "fhir_server.referral.operations",
+    "fhir_server.subscriptions.operations",
 ]
 
 #: zero-argument functions (dotted names) yielding conformance resources the server serves read-only
 CONFORMANCE_SOURCES: list[str] = [
+    "fhir_server.ig.loader.conformance_resources",
 ]
 
 
@@ -43,6 +48,14 @@ def _load(dotted: str) -> Callable:
 def build_repository(settings: Settings, store: Store | None = None) -> Repository:
     """A repository on the configured store with every write check wired in."""
     repository = Repository(store or open_store(settings.resolved_store_url), settings)
+    from .validation.write_check import profile_write_check
+
+    repository.add_write_check(profile_write_check(settings))
+    from .referral import install as install_referral
+    from .subscriptions import install as install_subscriptions
+
+    install_referral(repository)
+    install_subscriptions(repository)
     return repository
 
 
@@ -112,7 +125,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return _error_response(request, 500, outcome)
 
     from .api.routes import router
+    from .security import install as install_security
 
+    install_security(app)  # middleware, token endpoint and guarded store; before the catch-all routes
     app.include_router(router)
 
     return app

@@ -89,7 +89,11 @@ class Terminology:
         vs = self.value_sets.get(url)
         if vs is None:
             return None
-        expansion = Expansion(url)
+        return self.expand_resource(vs)
+
+    def expand_resource(self, vs: dict) -> Expansion:
+        """Expansion of a ValueSet resource (one of the IG's, a stored one, or one posted to $expand)."""
+        expansion = Expansion(vs.get("url", ""))
         compose = vs.get("compose", {})
         for include in compose.get("include", []):
             self._include(expansion, include)
