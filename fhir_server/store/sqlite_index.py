@@ -17,7 +17,7 @@ from decimal import Decimal
 import orjson
 
 from fhir_server.errors import FhirError
-from fhir_server.search.query import Clause
+from fhir_server.search.query import Chain, Clause, Has
 from fhir_server.store.base import StoredResource
 
 TABLES = {
@@ -190,27 +190,33 @@ class _Sql:
         if isinstance(cond, q.Clause):
             return self.clause(rtype, cond)
         if isinstance(cond, q.Chain):
+            # driven by the inner set: matching targets → their (type, id) → references to them
             selects = []
             for target, inner in cond.targets:
                 child = _Sql(self.index, self.base_url)
                 negated, inner_sql = child.condition(target, inner)
-                selects.append(
-                    f"SELECT ref.rid FROM idx_reference ref WHERE ref.param = {self.bind(cond.param.key)}"
-                    f" AND ref.ttype = {self.bind(target)} AND ref.tid IN (SELECT t.id FROM idx_resource t"
-                    f" WHERE t.rtype = {self.bind(target)} AND t.rid {'NOT IN' if negated else 'IN'} ({inner_sql}))"
-                )
+                if negated:
+                    inner_sql = (f"SELECT a.rid FROM idx_resource a WHERE a.rtype = {child.bind(target)}"
+                                 f" AND a.rid NOT IN ({inner_sql})")
                 self.args.extend(child.args)
+                selects.append(
+                    f"SELECT ref.rid FROM ({inner_sql}) i CROSS JOIN idx_resource t ON t.rid = i.rid"
+                    f" CROSS JOIN idx_reference ref ON ref.param = {self.bind(cond.param.key)} AND ref.tid = t.id"
+                    f" AND ref.ttype = t.rtype WHERE t.rtype = {self.bind(target)}"
+                )
             return False, " UNION ALL ".join(selects)
         if isinstance(cond, q.Has):
             child = _Sql(self.index, self.base_url)
             negated, inner_sql = child.condition(cond.source_type, cond.condition)
-            sql = (
-                f"SELECT me.rid FROM idx_resource me WHERE me.rtype = {self.bind(rtype)} AND me.id IN"
-                f" (SELECT ref.tid FROM idx_reference ref WHERE ref.param = {self.bind(cond.param.key)}"
-                f" AND ref.ttype = {self.bind(rtype)} AND ref.rid {'NOT IN' if negated else 'IN'} ({inner_sql}))"
-            )
+            if negated:
+                inner_sql = (f"SELECT a.rid FROM idx_resource a WHERE a.rtype = {child.bind(cond.source_type)}"
+                             f" AND a.rid NOT IN ({inner_sql})")
             self.args.extend(child.args)
-            return False, sql
+            return False, (
+                f"SELECT me.rid FROM ({inner_sql}) i CROSS JOIN idx_reference ref ON ref.rid = i.rid"
+                f" AND ref.param = {self.bind(cond.param.key)} AND ref.ttype = {self.bind(rtype)}"
+                f" CROSS JOIN idx_resource me ON me.rtype = ref.ttype AND me.id = ref.tid"
+            )
         if isinstance(cond, q.AnyOf):
             selects = []
             for inner in cond.conditions:
@@ -219,11 +225,21 @@ class _Sql:
                     inner_sql = f"SELECT a.rid FROM idx_resource a WHERE a.rid NOT IN ({inner_sql})"
                 selects.append(inner_sql)
             return False, " UNION ALL ".join(selects) or "SELECT NULL WHERE 0"
+        if isinstance(cond, q.AllOf):
+            selects = []
+            for inner in cond.conditions:
+                negated, inner_sql = self.condition(rtype, inner)
+                if negated:
+                    inner_sql = f"SELECT a.rid FROM idx_resource a WHERE a.rid NOT IN ({inner_sql})"
+                selects.append(f"SELECT * FROM ({inner_sql})")
+            return False, " INTERSECT ".join(selects) or "SELECT rid FROM idx_resource"
         raise AssertionError(f"unknown condition {cond!r}")
 
-    def clause(self, rtype: str, clause) -> tuple[bool, str]:
+    def clause(self, rtype: str, clause, correlate: bool = False) -> tuple[bool, str]:
+        """A clause's rid set; ``correlate`` restricts it to the outer row ``r`` (for EXISTS probes)."""
         from fhir_server.search import query as q
 
+        on_r = "x.rid = r.rid AND " if correlate else ""
         param, modifier = clause.param, clause.modifier
         kind = param.type
         if modifier in ("identifier", "of-type"):
@@ -236,30 +252,31 @@ class _Sql:
                 table = _table(first.type) if first else "idx_token"
             else:
                 key, table = clause.key, _table(kind)
-            return missing, f"SELECT rid FROM {table} WHERE param = {self.bind(key)}"
+            return missing, f"SELECT x.rid FROM {table} x WHERE {on_r}x.param = {self.bind(key)}"
         selects = []
         for value in clause.values:
             if kind == "composite":
-                selects.append(self._composite(value))
+                selects.append(self._composite(value, correlate))
                 continue
             table = _table(kind)
             if kind == "reference" and isinstance(value, q.ReferenceValue) and value.type and value.id \
                     and self.base_url:
                 url = f"{self.base_url}/{value.type}/{value.id}"
-                selects.append(f"SELECT x.rid FROM {table} x WHERE x.param = {self.bind(clause.key)}"
+                selects.append(f"SELECT x.rid FROM {table} x WHERE {on_r}x.param = {self.bind(clause.key)}"
                                f" AND x.url = {self.bind(url)}")
-            head = f"SELECT x.rid FROM {table} x WHERE x.param = {self.bind(clause.key)} AND "
+            head = f"SELECT x.rid FROM {table} x WHERE {on_r}x.param = {self.bind(clause.key)} AND "
             selects.append(head + self.predicate(kind, "x", value, None if modifier == "not" else modifier))
         return modifier == "not", " UNION ALL ".join(selects)
 
-    def _composite(self, value) -> str:
+    def _composite(self, value, correlate: bool = False) -> str:
         joins = []
         for i, (target, key, part) in list(enumerate(value.parts))[1:]:
             alias = f"c{i}"
             joins.append(f"JOIN {_table(target.type)} {alias} ON {alias}.rid = c0.rid AND {alias}.grp = c0.grp"
                          f" AND {alias}.param = {self.bind(key)} AND {self.predicate(target.type, alias, part, None)}")
         target, key, part = value.parts[0]
-        where = f"c0.param = {self.bind(key)} AND {self.predicate(target.type, 'c0', part, None)}"
+        on_r = "c0.rid = r.rid AND " if correlate else ""
+        where = f"{on_r}c0.param = {self.bind(key)} AND {self.predicate(target.type, 'c0', part, None)}"
         return f"SELECT c0.rid FROM {_table(target.type)} c0 {' '.join(joins)} WHERE {where}"
 
 
@@ -328,17 +345,42 @@ class SQLiteIndex:
         return (f"(SELECT {'max' if desc else 'min'}({column}) FROM {_table(kind)} s"
                 f" WHERE s.rid = r.rid AND s.param = {int(param.key)})")
 
-    def _where(self, sql: _Sql, query) -> str:
+    @staticmethod
+    def _rank(cond) -> int:
+        """Rough selectivity, most selective first: the first positive condition drives the query."""
+        if isinstance(cond, Clause):
+            if cond.modifier in ("not", "missing"):
+                return 9
+            if cond.param.code == "_id":
+                return 0
+            return {"reference": 1, "token": 2, "string": 3, "uri": 3, "composite": 4}.get(cond.param.type, 5)
+        return 1 if isinstance(cond, (Chain, Has)) else 6
+
+    def _from_where(self, sql: _Sql, query) -> str:
+        """``FROM … WHERE …`` for the matches: the most selective positive condition drives (its rids
+        join idx_resource by primary key); simple clauses are then probed per row through the rid
+        indexes, other conditions are checked as rid sets."""
         types = query.resource_types
         rtype = types[0] if len(types) == 1 else None
-        positive = any(not (isinstance(c, Clause) and c.modifier in ("not", "missing")) for c in query.conditions)
-        # with a positive condition the matching rids drive the query; the type is then only checked
-        column = "+r.rtype" if positive else "r.rtype"
+        conditions = sorted(query.conditions, key=self._rank)
+        driver = None
+        if conditions and self._rank(conditions[0]) < 9:
+            driver = conditions.pop(0)
+        if driver is not None:
+            _, driver_sql = sql.condition(rtype, driver)
+            text = f"FROM (SELECT DISTINCT rid FROM ({driver_sql})) m CROSS JOIN idx_resource r ON r.rid = m.rid"
+            column = "+r.rtype"
+        else:
+            text, column = "FROM idx_resource r", "r.rtype"
         clauses = [f"{column} IN ({sql.bind(*types)})"] if types else []
-        for cond in query.conditions:
-            negated, subquery = sql.condition(rtype, cond)
-            clauses.append(f"r.rid {'NOT IN' if negated else 'IN'} ({subquery})")
-        return " AND ".join(clauses) or "1"
+        for cond in conditions:
+            if isinstance(cond, Clause):
+                negated, subquery = sql.clause(rtype, cond, correlate=True)
+                clauses.append(f"{'NOT ' if negated else ''}EXISTS ({subquery})")
+            else:
+                negated, subquery = sql.condition(rtype, cond)
+                clauses.append(f"r.rid {'NOT IN' if negated else 'IN'} ({subquery})")
+        return f"{text} WHERE {' AND '.join(clauses) or '1'}"
 
     def search(self, session, query):
         from fhir_server.search.result import SearchResult
@@ -349,13 +391,12 @@ class SQLiteIndex:
 
         if query.total != "none" and query.limit_all is None:
             sql = _Sql(self, base_url)
-            where = self._where(sql, query)
-            result.total = conn.execute(f"SELECT count(*) FROM idx_resource r WHERE {where}", sql.args).fetchone()[0]
+            result.total = conn.execute(f"SELECT count(*) {self._from_where(sql, query)}", sql.args).fetchone()[0]
         if query.count == 0 and query.limit_all is None:
             return result
 
         sql = _Sql(self, base_url)
-        where = self._where(sql, query)
+        where = self._from_where(sql, query)
         direction, boundary = self._decode_cursor(query.cursor, len(query.sort))
         backward = direction == "p"
         # the ordering: for each key, missing values last, then the value; ties broken by rid
@@ -375,7 +416,7 @@ class SQLiteIndex:
         order_sql = ", ".join(f"{expr} {'DESC' if desc != backward else 'ASC'}" for expr, desc in order_terms)
         select_cols = ", ".join(expr for expr, _ in order_terms)
         limit = query.limit_all if query.limit_all is not None else query.count
-        statement = f"SELECT r.rtype, r.id, {select_cols} FROM idx_resource r WHERE {where} ORDER BY {order_sql} LIMIT ?"
+        statement = f"SELECT r.rtype, r.id, {select_cols} {where} ORDER BY {order_sql} LIMIT ?"
         rows = conn.execute(statement, sql.args + [limit + 1]).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
