@@ -1,0 +1,79 @@
+"""SQLite search plans: the queries a referral centre runs use indexes, never a full table scan."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl
+
+import pytest
+
+from fhir_server.search.bundle import parser_for
+from fhir_server.store.sqlite import SQLiteStore
+from tests.search.conftest import load, referral_resources
+
+QUERIES = [
+    ("Task", "owner=Organization/org-a&status=requested,received"),
+    ("Task", "status=requested"),
+    ("ServiceRequest", "authored=ge2024-02-01&authored=lt2024-03-01"),
+    ("ServiceRequest", "authored=gt2024-02-01"),
+    ("ServiceRequest", "subject:Patient.identifier=http://example.cn/fhir/NamingSystem/national-id|620102198001011234"
+                       "&_include=ServiceRequest:subject&_revinclude=Task:focus&_sort=-authored&_count=10"),
+    ("Task", "focus:ServiceRequest.subject:Patient.identifier=620102199002022345"),
+    ("Patient", "_has:ServiceRequest:subject:status=active"),
+    ("Patient", "name=zh"),
+    ("Patient", "identifier=620102198001011234&_revinclude=ServiceRequest:subject"),
+    ("Observation", "component-code-value-quantity=http://loinc.org|8480-6$gt140"),
+    ("Patient", "_count=2"),
+    ("Patient", "_id=pat-li"),
+]
+#: a SCAN of a stored table (a scan of a subquery result or of the driving rid set "m" is fine)
+FULL_SCAN = re.compile(r"^SCAN (?!m\b|\(subquery|i\b)(\w+)")
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    store = SQLiteStore(tmp_path_factory.mktemp("plans") / "fhir.db")
+    load(store, referral_resources())
+    conn = store._connection()
+    parser = parser_for("http://testserver")
+    found = {}
+    for resource_type, query_string in QUERIES:
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        try:
+            with store.session() as session:
+                session.search(parser.parse([resource_type], parse_qsl(query_string), strict=True))
+        finally:
+            conn.set_trace_callback(None)
+        found[(resource_type, query_string)] = [
+            (statement, [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)])
+            for statement in statements if statement.startswith("SELECT")
+        ]
+    yield found
+    store.close()
+
+
+@pytest.mark.parametrize("resource_type,query_string", QUERIES, ids=[f"{t}?{q}" for t, q in QUERIES])
+def test_no_full_table_scan(plans, resource_type, query_string):
+    statements = plans[(resource_type, query_string)]
+    assert statements
+    for statement, plan in statements:
+        scans = [line for line in plan if FULL_SCAN.match(line)]
+        assert not scans, f"{statement}\n{plan}"
+
+
+def test_token_query_uses_the_token_index(plans):
+    plan = [line for _, lines in plans[("Task", "status=requested")] for line in lines]
+    assert any("idx_token_value" in line for line in plan)
+
+
+def test_date_range_uses_a_date_index(plans):
+    plan = [line for _, lines in plans[("ServiceRequest", "authored=gt2024-02-01")] for line in lines]
+    assert any("idx_date_high" in line for line in plan)
+
+
+def test_chain_joins_by_primary_key_and_reference_index(plans):
+    key = ("Task", "focus:ServiceRequest.subject:Patient.identifier=620102199002022345")
+    plan = [line for _, lines in plans[key] for line in lines]
+    assert any("idx_reference_target" in line for line in plan)
+    assert any("INTEGER PRIMARY KEY" in line for line in plan)
