@@ -1,0 +1,1 @@
+"""Operations on Subscriptions (none yet beyond the REST interactions)."""
