@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server for referral exchange")
     subparsers = root.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
+    from .ig.cli import add_parser as add_ig
+
+    add_ig(subparsers)
     return root
 
 
