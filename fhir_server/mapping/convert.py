@@ -121,11 +121,12 @@ class Converter:
         if missing:
             raise MappingError(f"required segment {missing[0]} is missing from {code}^{trigger}", "100", missing[0])
         sender = sender_of(message)
-        bundle, run_warnings = run_spec(spec, V2Source(message), self.config.default_offset, seed=f"{sender}|{message.control_id}")
+        bundle, run_warnings, instances = run_spec(spec, V2Source(message), self.config.default_offset, seed=f"{sender}|{message.control_id}")
         return V2Conversion(
             bundle=bundle,
             warnings=list(warnings or []) + run_warnings,
             spec_id=spec.id,
+            instances=instances,
             control_id=message.control_id,
             sender=sender,
             message_type=f"{code}^{trigger}",

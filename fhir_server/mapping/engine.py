@@ -9,12 +9,14 @@ as a warning (and logged), never dropped silently.
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from fhir_server.formats.json import dumps as json_dumps
 from fhir_server.mapping import transforms
 from fhir_server.mapping.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, MappingError
 from fhir_server.mapping.specs import ResourceDef, Rule, Spec, Step
@@ -37,6 +39,8 @@ class Instance:
     anchor: Any
     group: Any = None
     request: dict | None = None
+    #: PATCH entries: status → intermediate status (see ResourceDef.status_via)
+    status_via: dict | None = None
 
 
 @dataclass
@@ -44,6 +48,8 @@ class MappingResult:
     bundle: dict
     warnings: list[str]
     spec_id: str
+    #: the mapped resources (PATCH entries carry them only as JSON Patch inside the Bundle)
+    instances: list[Instance] = field(default_factory=list)
     #: message identification for ACKs and duplicate detection ("" for documents without one)
     control_id: str = ""
     sender: str = ""
@@ -214,7 +220,9 @@ class Run:
         if kind == "fields":
             obj: dict = {}
             self.apply(rule.fields, anchor, item, obj)
-            return obj or None
+            if not obj or (rule.constant_names and rule.constant_names.issuperset(obj)):
+                return None  # only constants (an extension url, a code system): nothing was in the message
+            return obj
         if kind == "value":
             return rule.value
         if kind == "reference":
@@ -322,16 +330,21 @@ class Run:
             full_url = _urn(f"{self.seed}|{rdef.resource_type}?{query}")
             if rdef.method == "update":
                 request = {"method": "PUT", "url": f"{rdef.resource_type}?{query}"}
+            elif rdef.method == "patch":
+                request = {"method": "PATCH", "url": f"{rdef.resource_type}?{query}"}
             else:
                 request = {"method": "POST", "url": rdef.resource_type, "ifNoneExist": query}
+        elif rdef.method == "patch":
+            raise MappingError(f"{rdef.resource_type} ({rdef.key}): no identifier to find the resource to update", REQUIRED_FIELD_MISSING, rdef.anchor_text)
         else:
             self._counter += 1
             full_url = _urn(f"{self.seed}|{rdef.key}|{self._counter}")
             request = {"method": "POST", "url": rdef.resource_type}
             self.warn(f"{rdef.resource_type} ({rdef.key}) has no identifier to match on: a repeated message creates it again")
-        instance = Instance(rdef.key, resource, full_url, anchor, self.source.group_of(anchor), request)
+        instance = Instance(rdef.key, resource, full_url, anchor, self.source.group_of(anchor), request,
+                            rdef.status_via if rdef.method == "patch" else None)
         if identifier:
-            self.identities[request.get("url") if request["method"] == "PUT" else f"{rdef.resource_type}?{request['ifNoneExist']}"] = instance
+            self.identities[request.get("url") if request["method"] in ("PUT", "PATCH") else f"{rdef.resource_type}?{request['ifNoneExist']}"] = instance
         self.instances.setdefault(rdef.key, []).append(instance)
         return instance
 
@@ -436,18 +449,39 @@ def _assign(target: dict, steps: tuple[Step, ...], value: Any) -> None:
             items[last.mode] = value
 
 
+def json_patch(resource: dict, keep_identifier: bool = False) -> list[dict]:
+    """JSON Patch setting every mapped top-level element (``add`` replaces an existing member)."""
+    ops = []
+    for key, value in resource.items():
+        if key in ("resourceType", "id", "meta") or (key == "identifier" and not keep_identifier):
+            continue
+        if "urn:uuid:" in str(value):
+            raise MappingError(f"{resource['resourceType']}.{key}: a patch cannot carry a reference to another entry of the Bundle")
+        ops.append({"op": "add", "path": f"/{key}", "value": value})
+    return ops
+
+
+def patch_entry(full_url: str, url: str, ops: list[dict]) -> dict:
+    data = base64.b64encode(json_dumps(ops)).decode("ascii")
+    return {"fullUrl": full_url, "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data},
+            "request": {"method": "PATCH", "url": url}}
+
+
 def to_bundle(instances: list[Instance]) -> dict:
     entries = []
     for inst in instances:
-        entries.append({"fullUrl": inst.full_url, "resource": inst.resource, "request": inst.request})
+        if inst.request["method"] == "PATCH":
+            entries.append(patch_entry(inst.full_url, inst.request["url"], json_patch(inst.resource)))
+        else:
+            entries.append({"fullUrl": inst.full_url, "resource": inst.resource, "request": inst.request})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def run_spec(spec: Spec, source: Source, default_offset: str = "+08:00", seed: str = "") -> tuple[dict, list[str]]:
-    """Map one message/document; returns the transaction Bundle and the warnings."""
+def run_spec(spec: Spec, source: Source, default_offset: str = "+08:00", seed: str = "") -> tuple[dict, list[str], list[Instance]]:
+    """Map one message/document; returns the transaction Bundle, the warnings and the mapped instances."""
     run = Run(spec, source, default_offset, seed)
     instances = run.build()
     run.warnings.extend(source.unused(spec))
     for warning in run.warnings:
         log.warning("mapping %s: %s", spec.id, warning)
-    return to_bundle(instances), run.warnings
+    return to_bundle(instances), run.warnings, instances

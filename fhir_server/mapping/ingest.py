@@ -108,6 +108,7 @@ class Ingestor:
                     return IngestOutcome("AA", build_ack(message, "AA", text, default_offset=offset), codec, text,
                                          duplicate=True)
                 bundle = conversion.bundle
+                self.add_intermediate_steps(conversion)
                 bundle["entry"].append({
                     "fullUrl": f"Basic/{message_record_id(conversion.sender, conversion.control_id)}",
                     "resource": message_record(conversion),
@@ -117,7 +118,9 @@ class Ingestor:
             except FhirError as exc:
                 text = _fhir_error_text(exc)
                 log.warning("HL7 v2 message %s not committed: %s", conversion.control_id, text)
-                return IngestOutcome("AE", build_ack(message, "AE", text, "207", default_offset=offset), codec, text,
+                # 404: a referral number (or other key) the platform does not know
+                error_code = "204" if exc.status == 404 else "207"
+                return IngestOutcome("AE", build_ack(message, "AE", text, error_code, default_offset=offset), codec, text,
                                      bundle=conversion.bundle, warnings=conversion.warnings, error=exc)
             except Exception as exc:
                 log.exception("commit failed")
@@ -125,6 +128,31 @@ class Ingestor:
                 return IngestOutcome("AE", build_ack(message, "AE", text, "207", default_offset=offset), codec, text)
         return IngestOutcome("AA", build_ack(message, "AA", "", default_offset=offset, warnings=conversion.warnings), codec,
                              response=response, bundle=conversion.bundle, warnings=conversion.warnings)
+
+    def add_intermediate_steps(self, conversion) -> None:
+        """PATCH entries whose spec declares ``statusVia``: when the stored resource is in neither the
+        wanted nor the intermediate status, a PATCH to the intermediate step goes first (same transaction)."""
+        from fhir_server.mapping.engine import json_patch, patch_entry
+
+        entries = conversion.bundle["entry"]
+        for instance in conversion.instances:
+            wanted = instance.resource.get("status")
+            step = (instance.status_via or {}).get(wanted)
+            if not step:
+                continue
+            resource_type, _, query = instance.request["url"].partition("?")
+            with self.repository.store.session() as session:
+                matches = self.repository.find(session, resource_type, query)
+            if len(matches) != 1:
+                continue  # the transaction reports the missing or ambiguous target
+            from fhir_server.formats.json import loads
+
+            current = loads(matches[0].body).get("status")
+            if current in (wanted, step["status"]):
+                continue
+            position = next(i for i, e in enumerate(entries) if e["fullUrl"] == instance.full_url)
+            ops = json_patch({"resourceType": resource_type, **step})
+            entries.insert(position, patch_entry(instance.full_url + "-step", instance.request["url"], ops))
 
     def ingest_xml(self, raw: bytes) -> dict:
         """Map and commit an XML document; raises MappingError/FhirError (nothing stored on error)."""

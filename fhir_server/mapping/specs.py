@@ -120,8 +120,11 @@ class Rule:
     appends: bool = False
     #: the element name when the target is one plain step (fast "already set?" check)
     simple_target: str | None = None
+    #: element names nested rules fill with constants only: an object with nothing else is dropped
+    constant_names: frozenset = frozenset()
 
     def finish(self) -> "Rule":
+        self.constant_names = frozenset(r.target[0].name for r in self.fields if r.kind == "value")
         self.appends = self.target[-1].mode == "append" if self.target else False
         self.simple_target = self.target[0].name if len(self.target) == 1 and self.target[0].mode is None else None
         if self.fields:
@@ -153,6 +156,7 @@ class ResourceDef:
     when: list[Condition] = field(default_factory=list)
     method: str = "create"
     identity_systems: list[str] = field(default_factory=list)
+    status_via: dict[str, str] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -291,6 +295,7 @@ class Compiler:
             identity = item.get("identity", {})
             rdef.method = identity.get("method", "create")
             rdef.identity_systems = [self.system_text(s, f"{where}.identity.systems") for s in identity.get("systems", [])]
+            rdef.status_via = dict(item.get("statusVia", {}))
             rdef.rules = [self.rule(d, f"{where}.fields[{i}]") for i, d in enumerate(item.get("fields", []))]
             self.keys.append(rdef.key)
             spec.resources.append(rdef)

@@ -273,5 +273,6 @@ def convert_document(raw: bytes, library, default_offset: str = "+08:00") -> Map
     control_id = id_nodes[0].get("extension") or id_nodes[0].get("root", "") if id_nodes else ""
     sender_nodes = root.xpath(".//*[local-name()='sender']//*[local-name()='id'][1]")
     sender = (sender_nodes[0].get("extension") or sender_nodes[0].get("root", "")) if sender_nodes else ""
-    bundle, warnings = run_spec(spec, source, default_offset, seed=f"{sender}|{control_id}")
-    return MappingResult(bundle, warnings, spec.id, control_id=control_id, sender=sender, message_type=etree.QName(root).localname)
+    bundle, warnings, instances = run_spec(spec, source, default_offset, seed=f"{sender}|{control_id}")
+    return MappingResult(bundle, warnings, spec.id, instances, control_id=control_id, sender=sender,
+                         message_type=etree.QName(root).localname)

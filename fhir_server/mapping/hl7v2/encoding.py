@@ -117,9 +117,9 @@ def decode_message(raw: bytes, endpoint_charset: str | None = None, default_char
             except UnicodeDecodeError as exc:
                 raise CharsetError(f"message is not valid {declared_codec} as MSH-18 {declared!r} declares: {exc.reason} at byte {exc.start}") from None
             used = declared_codec
-    elif used != "utf-8" or not raw.isascii():
-        if not raw.isascii():
-            warnings.append(f"MSH-18 is empty; non-ASCII content read as {used}")
+    elif used != "utf-8":
+        # strict UTF-8 failed, so the bytes are read in the default charset: say so
+        warnings.append(f"MSH-18 is empty; non-ASCII content read as {used}")
     return Decoded(text, used, declared, warnings)
 
 
