@@ -20,7 +20,7 @@ from fhir_server.app import create_app  # noqa: E402
 from fhir_server.config import Settings  # noqa: E402
 from fhir_server.store import open_store  # noqa: E402
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "mongomock"]
 if os.environ.get("FHIR_TEST_MONGODB_URI"):
     BACKENDS.append("mongodb")
 
