@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import FhirError, issue, operation_outcome
 from .formats import json as fjson
+from .resource_types import RESOURCE_TYPES
 from .store.base import StoredResource
 
 if TYPE_CHECKING:
@@ -114,7 +115,11 @@ def _patch_document(entry: _Entry) -> object:
 
 
 def _read_entry(repo: "Repository", session, entry: _Entry, base_url: str) -> dict:
+    from .security.guarded_store import check_bundle_read
+
     parts = _split_path(entry)
+    if parts and parts[0] in RESOURCE_TYPES:  # scopes and access policy, as for the REST read or search
+        check_bundle_read(session, parts[0], parts[1] if len(parts) in (2, 4) else None)
     if len(parts) == 2 and not entry.query:
         record = repo.read_in(session, parts[0], parts[1])
         return _response(200, record, fjson.loads(record.body))

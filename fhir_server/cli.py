@@ -32,13 +32,18 @@ def _serve(args: argparse.Namespace) -> int:
                                  base_url=args.base_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("fhir_server")
-    if not _loopback(settings.host):
-        log.warning("listening on %s: this server has no authentication configured; anyone who can reach "
-                    "this address can read and write every resource", settings.host)
+    if not settings.auth_enabled:
+        if not _loopback(settings.host) and not args.insecure_no_auth:
+            log.error("refusing to listen on %s without authentication: set FHIR_AUTH=1 (SMART backend services, "
+                      "see docs/security.md) or pass --insecure-no-auth", settings.host)
+            return 2
+        log.warning("AUTHENTICATION IS OFF: anyone who can reach %s can read and write every resource "
+                    "(development mode; set FHIR_AUTH=1 for production)", settings.host)
     log.info("store: %s", settings.resolved_store_url.split("@")[-1])
     app = create_app(settings)
+    tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                access_log=args.access_log, workers=1)
+                access_log=args.access_log, workers=1, **tls)
     return 0
 
 
@@ -51,6 +56,10 @@ def _add_serve(subparsers) -> None:
     serve.add_argument("--base-url", default=None, help="public base URL (env FHIR_BASE_URL)")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false")
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="allow a non-loopback address with authentication off (never in production)")
+    serve.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM) for uvicorn to serve HTTPS")
+    serve.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM) for --ssl-certfile")
     serve.set_defaults(func=_serve)
 
 
@@ -58,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="fhir-server", description="FHIR R4 server for referral exchange")
     subparsers = root.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
+    from .security.clients import add_parser as add_clients
+
+    add_clients(subparsers)
     from .ig.cli import add_parser as add_ig
 
     add_ig(subparsers)

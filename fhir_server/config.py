@@ -16,6 +16,15 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _secret(env) -> str:
+    """The token-signing secret: from FHIR_AUTH_TOKEN_SECRET, or the file FHIR_AUTH_TOKEN_SECRET_FILE names."""
+    if env.get("FHIR_AUTH_TOKEN_SECRET"):
+        return env["FHIR_AUTH_TOKEN_SECRET"]
+    if env.get("FHIR_AUTH_TOKEN_SECRET_FILE"):
+        return Path(env["FHIR_AUTH_TOKEN_SECRET_FILE"]).read_text(encoding="utf-8").strip()
+    return ""
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -33,6 +42,19 @@ class Settings:
     max_page_size: int = 1000
     #: require the IG profiles for referral resources on write
     require_profiles: bool = False
+    #: SMART backend-services authentication (off: open, loopback-only development mode)
+    auth_enabled: bool = False
+    #: registered clients (JSON); empty → <data_dir>/clients.json
+    auth_clients_file: str = ""
+    #: secret signing access tokens (shared by all workers); empty → <data_dir>/auth-token-secret, created once
+    auth_token_secret: str = ""
+    auth_token_lifetime: int = 300
+    #: consortium access policy (JSON); empty → the policy shipped in fhir_server/security/policy.json
+    auth_policy_file: str = ""
+    #: write an AuditEvent per request; None → on exactly when authentication is on
+    audit_enabled: bool | None = None
+    max_url_bytes: int = 8192
+    max_header_bytes: int = 32768
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -51,11 +73,25 @@ class Settings:
             max_body_bytes=_env_int("FHIR_MAX_BODY_BYTES", cls.max_body_bytes),
             max_bundle_entries=_env_int("FHIR_MAX_BUNDLE_ENTRIES", cls.max_bundle_entries),
             require_profiles=env.get("FHIR_REQUIRE_PROFILES", "").lower() in ("1", "true", "yes"),
+            auth_enabled=env.get("FHIR_AUTH", "").lower() in ("1", "true", "yes", "on"),
+            auth_clients_file=env.get("FHIR_AUTH_CLIENTS", ""),
+            auth_token_secret=_secret(env),
+            auth_token_lifetime=_env_int("FHIR_AUTH_TOKEN_LIFETIME", cls.auth_token_lifetime),
+            auth_policy_file=env.get("FHIR_AUTH_POLICY", ""),
+            audit_enabled=(env["FHIR_AUDIT"].lower() in ("1", "true", "yes", "on")) if env.get("FHIR_AUDIT") else None,
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in overrides:
             overrides["data_dir"] = Path(overrides["data_dir"])
         return replace(settings, **overrides)
+
+    @property
+    def clients_path(self) -> Path:
+        return Path(self.auth_clients_file) if self.auth_clients_file else self.data_dir / "clients.json"
+
+    @property
+    def audit_on(self) -> bool:
+        return self.auth_enabled if self.audit_enabled is None else self.audit_enabled
 
     @property
     def resolved_store_url(self) -> str:

@@ -1,0 +1,173 @@
+"""The store as a caller sees it: every session checks scopes and the access policy.
+
+Wrapping the store (rather than each route) means every path into the data — REST
+interactions, batch/transaction Bundle entries, conditional references, search, the
+referral workflow — meets the same checks:
+
+* ``search`` ANDs the caller's policy restriction into the query (chains and ``_has``
+  included) and drops ``_include``/``_revinclude`` results the caller may not read;
+* ``write`` requires the SMART scope letter for the change (c, u or d), that the current
+  version is writable by the caller, and — after writing, inside the same transaction —
+  that the new version still is (a member cannot hand a referral to two other members).
+
+Reads by id are checked where the client asks for them (the middleware and Bundle GET
+entries, :func:`check_read`), because the repository also reads internally (an update
+reads the current version) and those reads must not need a read scope.
+With no caller in context (auth off, start-up, the audit writer) everything passes through.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..errors import FhirError
+from .context import current_caller
+from .policy import Policy, restrict_query, visible_ids
+
+_LETTER_WORD = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
+def forbidden_scope(letter: str, resource_type: str) -> FhirError:
+    return FhirError(403, f"the granted scopes do not allow {_LETTER_WORD[letter]} on {resource_type}", "forbidden")
+
+
+def not_visible(resource_type: str, id: str) -> FhirError:
+    # the same answer as for a resource that does not exist: existence is not confirmed
+    return FhirError(404, f"{resource_type}/{id} is not known", "not-found")
+
+
+class Guard:
+    """What the enforcement points share: the policy and the unguarded store."""
+
+    def __init__(self, policy: Policy, store):
+        self.policy = policy
+        self.store = store
+
+    def check_read_in(self, session, resource_type: str, id: str) -> None:
+        """A client read of ``resource_type/id`` (read, vread, history, instance operation)."""
+        caller = current_caller()
+        if caller is None:
+            return
+        if not caller.can("r", resource_type):
+            raise forbidden_scope("r", resource_type)
+        if caller.admin or not self.policy.is_restricted(caller, resource_type):
+            return
+        inner = getattr(session, "inner", session)
+        if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
+            raise not_visible(resource_type, id)
+
+    def check_read(self, resource_type: str, id: str) -> None:
+        with self.store.session() as session:
+            self.check_read_in(session, resource_type, id)
+
+
+class GuardedSession:
+    __slots__ = ("inner", "guard")
+
+    def __init__(self, inner, guard: Guard):
+        self.inner = inner
+        self.guard = guard
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def read(self, resource_type, id):
+        return self.inner.read(resource_type, id)
+
+    def vread(self, resource_type, id, version):
+        return self.inner.vread(resource_type, id, version)
+
+    def history(self, *args, **kwargs):
+        return self.inner.history(*args, **kwargs)
+
+    def search(self, query):
+        caller = current_caller()
+        if caller is None:
+            return self.inner.search(query)
+        for resource_type in query.resource_types:
+            if not caller.can("s", resource_type):
+                raise forbidden_scope("s", resource_type)
+        policy = self.guard.policy
+        restrict_query(policy, caller, query)
+        result = self.inner.search(query)
+        if result.included:
+            by_type: dict[str, list] = {}
+            for record in result.included:
+                by_type.setdefault(record.resource_type, []).append(record.id)
+            allowed: set = set()
+            for resource_type, ids in by_type.items():
+                if not caller.can("r", resource_type):
+                    continue
+                allowed.update((resource_type, i) for i in visible_ids(policy, self.inner, caller, resource_type, ids))
+            result.included = [r for r in result.included if (r.resource_type, r.id) in allowed]
+        return result
+
+    def write(self, record, resource, expected_version):
+        caller = current_caller()
+        if caller is None:
+            return self.inner.write(record, resource, expected_version)
+        resource_type, id = record.resource_type, record.id
+        existing = None
+        if expected_version:
+            existing = self.inner.read(resource_type, id)
+            if existing is not None and existing.deleted:
+                existing = None
+        letter = "d" if record.deleted else ("u" if existing is not None else "c")
+        if not caller.can(letter, resource_type):
+            raise forbidden_scope(letter, resource_type)
+        policy = self.guard.policy
+        if not caller.admin:
+            if resource_type in policy.admin_only:
+                raise FhirError(403, f"{resource_type} is written by the server and platform administrators only",
+                                "forbidden")
+            if existing is not None:
+                if id not in visible_ids(policy, self.inner, caller, resource_type, [id]):
+                    raise not_visible(resource_type, id)
+                if id not in visible_ids(policy, self.inner, caller, resource_type, [id], mode="write"):
+                    raise FhirError(403, f"{caller.organization} may read but not change {resource_type}/{id}",
+                                    "forbidden")
+        self.inner.write(record, resource, expected_version)
+        if not caller.admin and not record.deleted:
+            if id not in visible_ids(policy, self.inner, caller, resource_type, [id], mode="write"):
+                raise FhirError(403, f"the access policy does not let {caller.organization} write this "
+                                     f"{resource_type}: it must name the organisation as a party (e.g. requester, "
+                                     "owner or performer)", "forbidden")
+
+
+class GuardedStore:
+    """A store whose sessions are :class:`GuardedSession` s; ``on_close`` runs before the store closes."""
+
+    def __init__(self, inner, guard: Guard | None, on_close=None):
+        self.inner = inner
+        self.guard = guard
+        self.on_close = on_close
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator:
+        with self.inner.session(write=write) as session:
+            yield GuardedSession(session, self.guard) if self.guard is not None else session
+
+    def close(self) -> None:
+        if self.on_close is not None:
+            self.on_close()
+        self.inner.close()
+
+
+def check_bundle_read(session, resource_type: str, id: str | None) -> None:
+    """Bundle GET entries: a read by id is checked like a REST read; searches need the search scope."""
+    caller = current_caller()
+    if caller is None:
+        return
+    guard = getattr(session, "guard", None)
+    if id is None:
+        if not caller.can("s", resource_type):
+            raise forbidden_scope("s", resource_type)
+        return
+    if guard is not None:
+        guard.check_read_in(session, resource_type, id)
+    elif not caller.can("r", resource_type):
+        raise forbidden_scope("r", resource_type)

@@ -1,0 +1,233 @@
+"""The security middleware: size limits, bearer tokens, per-interaction scopes, caller context, audit.
+
+One pure-ASGI middleware in front of the FHIR routes (cheaper than ``BaseHTTPMiddleware``):
+
+1. refuses over-long URLs (414) and header blocks (431) — always, auth on or off;
+2. with authentication on, requires ``Authorization: Bearer`` on everything but the public
+   paths (CapabilityStatement, SMART configuration, token endpoint, OpenAPI schema), verifies
+   the token and puts the caller on ``request.state.caller`` and in the context variable;
+3. classifies the request into a FHIR interaction from method and path (the same shapes
+   ``fhir_server.api.routes`` dispatches on) and checks the SMART scope letter it needs,
+   administrator-only types, and — for reads by id — the access policy (404 when hidden);
+4. records one audit entry per request, including refusals, after the response is sent.
+
+Checks that need the request body (Bundle entries, the resource being written) happen in
+the guarded store and the Bundle hook, with the caller this middleware set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import FhirError, issue, operation_outcome
+from ..formats import json as fjson
+from ..resource_types import RESOURCE_TYPES
+from .context import reset_current, set_current
+from .guarded_store import forbidden_scope
+from .scopes import INTERACTION_LETTER
+
+PUBLIC_PATHS = frozenset(("/metadata", "/.well-known/smart-configuration", "/auth/token", "/openapi.json"))
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    name: str
+    resource_type: str | None = None
+    id: str | None = None
+    letter: str | None = None
+
+
+def _operation_letter(name: str, level: str, resource_type: str | None, method: str) -> str:
+    from ..api import operations
+
+    try:
+        op = operations.find(name, level, resource_type, method)
+    except FhirError:
+        return "r" if level == "instance" else "s"
+    if op.affects_state:
+        return "u"
+    return "r" if level == "instance" else "s"
+
+
+def classify(method: str, path: str, content_type: str = "") -> Interaction:
+    """The FHIR interaction a request asks for, by the shape of its path."""
+    parts = [p for p in path.split("/") if p]
+    count = len(parts)
+    form = content_type.startswith("application/x-www-form-urlencoded")
+    if count == 0:
+        if method == "POST" and not form:
+            return Interaction("transaction")
+        return Interaction("search-system", letter="s")
+    first = parts[0]
+    if first.startswith("$"):
+        return Interaction("operation", letter=_operation_letter(first[1:], "system", None, method))
+    if count == 1:
+        if first == "_history":
+            return Interaction("history-system", letter="s")
+        if first == "_search":
+            return Interaction("search-system", letter="s")
+        name = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "PUT": "update",
+                "DELETE": "delete"}.get(method, "unknown")
+        return Interaction(name, first, letter=INTERACTION_LETTER.get(name))
+    resource_type, second = first, parts[1]
+    if count == 2:
+        if second.startswith("$"):
+            return Interaction("operation", resource_type,
+                               letter=_operation_letter(second[1:], "type", resource_type, method))
+        if second == "_history":
+            return Interaction("history-type", resource_type, letter="s")
+        if second == "_search":
+            return Interaction("search-type", resource_type, letter="s")
+        name = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete"}.get(method, "unknown")
+        return Interaction(name, resource_type, second, INTERACTION_LETTER.get(name))
+    third = parts[2]
+    if count == 3:
+        if third.startswith("$"):
+            return Interaction("operation", resource_type, second,
+                               _operation_letter(third[1:], "instance", resource_type, method))
+        if third == "_history":
+            return Interaction("history-instance", resource_type, second, "r")
+        return Interaction("search-type", third, letter="s")  # compartment search
+    if count == 4 and third == "_history":
+        return Interaction("vread", resource_type, second, "r")
+    return Interaction("unknown", resource_type, second)
+
+
+def _outcome_response(status: int, code: str, diagnostics: str, headers: dict | None = None):
+    body = fjson.dumps(operation_outcome([issue("error", code, diagnostics)]))
+    all_headers = [(b"content-type", b"application/fhir+json; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode())]
+    for name, value in (headers or {}).items():
+        all_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    async def respond(send) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": all_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return respond
+
+
+class SecurityMiddleware:
+    def __init__(self, app, settings, tokens=None, guard=None, audit=None):
+        self.app = app
+        self.max_url = settings.max_url_bytes
+        self.max_headers = settings.max_header_bytes
+        self.tokens = tokens
+        self.guard = guard
+        self.audit = audit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
+        if len(raw_path) + len(scope.get("query_string") or b"") > self.max_url:
+            return await _outcome_response(414, "too-costly", f"the URL is longer than {self.max_url} bytes")(send)
+        headers = scope.get("headers") or ()
+        if len(headers) > 200 or sum(len(k) + len(v) for k, v in headers) > self.max_headers:
+            return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
+        if self.tokens is None and self.audit is None:
+            return await self.app(scope, receive, send)
+        return await self._secured(scope, receive, send, headers)
+
+    async def _secured(self, scope, receive, send, headers):
+        path, method = scope["path"], scope["method"]
+        event: dict | None = None
+        if self.audit is not None and path not in PUBLIC_PATHS:
+            client = scope.get("client")
+            event = {"method": method, "path": path, "address": client[0] if client else None}
+        status_box = [0]
+
+        async def send_capturing(message):
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        tokens = None
+        try:
+            if self.tokens is not None and path not in PUBLIC_PATHS:
+                caller, interaction, refusal = self._authorize(scope, method, path, headers)
+                if event is not None:
+                    event.update(interaction=interaction.name, resource_type=interaction.resource_type,
+                                 id=interaction.id)
+                    if interaction.name.startswith("search") and scope.get("query_string"):
+                        event["query"] = scope["query_string"].decode("latin-1")
+                    if caller is not None:
+                        event.update(client_id=caller.client_id, organization=caller.organization,
+                                     practitioner_role=caller.practitioner_role)
+                if refusal is not None:
+                    status, responder, reason = refusal
+                    status_box[0] = status
+                    if event is not None:
+                        event["reason"] = reason
+                    return await responder(send)
+                scope.setdefault("state", {})["caller"] = caller
+                tokens = set_current(caller, self.guard)
+            elif event is not None:
+                content_type = _header(headers, b"content-type")
+                interaction = classify(method, path, content_type)
+                event.update(interaction=interaction.name, resource_type=interaction.resource_type,
+                             id=interaction.id)
+            await self.app(scope, receive, send_capturing)
+        finally:
+            if tokens is not None:
+                reset_current(tokens)
+            if event is not None:
+                event["status"] = status_box[0] or 500
+                self.audit.record(event)
+
+    def _authorize(self, scope, method: str, path: str, headers):
+        """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
+        from .tokens import InvalidToken
+
+        content_type = _header(headers, b"content-type")
+        interaction = classify(method, path, content_type)
+        authorization = _header(headers, b"authorization")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            reason = "this server requires an OAuth 2.0 bearer token (SMART Backend Services)"
+            return None, interaction, (401, _outcome_response(401, "login", reason, {
+                "WWW-Authenticate": 'Bearer realm="fhir"'}), "no bearer token")
+        try:
+            caller = self.tokens.verify(token.strip())
+        except InvalidToken as exc:
+            return None, interaction, (401, _outcome_response(401, "login", f"invalid access token: {exc}", {
+                "WWW-Authenticate": 'Bearer realm="fhir", error="invalid_token"'}), f"invalid token: {exc}")
+        try:
+            self._check(caller, interaction)
+        except FhirError as error:
+            diagnostics = error.issues[0].get("diagnostics", "refused")
+            return caller, interaction, (error.status, _outcome_response(
+                error.status, error.issues[0].get("code", "forbidden"), diagnostics), diagnostics)
+        return caller, interaction, None
+
+    def _check(self, caller, interaction: Interaction) -> None:
+        resource_type = interaction.resource_type
+        if resource_type is not None and resource_type not in RESOURCE_TYPES:
+            return  # the router answers 404 for unknown types
+        policy = self.guard.policy
+        if resource_type in policy.admin_only and not caller.admin:
+            raise FhirError(403, f"{resource_type} is available to platform administrators only", "forbidden")
+        name, letter = interaction.name, interaction.letter
+        if name == "history-system" and not caller.admin:
+            raise FhirError(403, "system history is available to platform administrators only", "forbidden")
+        if name == "history-type" and policy.is_restricted(caller, resource_type):
+            raise FhirError(403, f"the history of all {resource_type} resources is available to platform "
+                                 "administrators only; read the history of one resource instead", "forbidden")
+        if resource_type is None or letter is None:
+            return  # system search/transaction: checked per type/entry in the guarded store
+        if name == "update":
+            if not (caller.can("u", resource_type) or caller.can("c", resource_type)):
+                raise forbidden_scope("u", resource_type)
+            return
+        if not caller.can(letter, resource_type):
+            raise forbidden_scope(letter, resource_type)
+        if interaction.id is not None and name in ("read", "vread", "history-instance", "operation"):
+            self.guard.check_read(resource_type, interaction.id)
+
+
+def _header(headers, name: bytes) -> str:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
