@@ -175,16 +175,19 @@ STATES = ("requested", "received", "accepted", "in-progress", "completed", "reje
 ILLEGAL = [(a, b) for a in STATES for b in STATES + ("failed", "draft") if a != b and (a, b) not in LEGAL]
 
 
-@pytest.mark.parametrize("current,wanted", ILLEGAL)
-def test_illegal_transition_is_refused_and_nothing_written(network, current, wanted):
+@pytest.mark.parametrize("current", STATES)
+def test_illegal_transitions_are_refused_and_nothing_written(network, current):
     ids = bring_to(network, current)
     before = read(network, f"Task/{ids['Task']}")
     trail_before = len(provenance_for(network, f"Task/{ids['Task']}"))
-    response = put(network, moved(before, wanted, statusReason={"text": "x"}))
-    assert response.status_code == 409, response.text
-    diagnostics = response.json()["issue"][0]["diagnostics"]
     allowed = TASK_TRANSITIONS[current]
-    assert f"allowed from {current}: " + (", ".join(allowed) if allowed else "none") in diagnostics
+    refused = [wanted for c, wanted in ILLEGAL if c == current]
+    assert refused
+    for wanted in refused:
+        response = put(network, moved(before, wanted, statusReason={"text": "x"}))
+        assert response.status_code == 409, (wanted, response.text)
+        diagnostics = response.json()["issue"][0]["diagnostics"]
+        assert f"allowed from {current}: " + (", ".join(allowed) if allowed else "none") in diagnostics
     after = read(network, f"Task/{ids['Task']}")
     assert after["meta"]["versionId"] == before["meta"]["versionId"]
     assert len(provenance_for(network, f"Task/{ids['Task']}")) == trail_before
