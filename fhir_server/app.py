@@ -32,6 +32,7 @@ OPERATION_MODULES: list[str] = [
     "fhir_server.terminology.operations",
     "fhir_server.referral.operations",
     "fhir_server.subscriptions.operations",
+    "fhir_server.mapping.operations",
 ]
 
 #: zero-argument functions (dotted names) yielding conformance resources the server serves read-only
