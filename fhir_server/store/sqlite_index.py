@@ -232,7 +232,8 @@ class _Sql:
                 if negated:
                     inner_sql = f"SELECT a.rid FROM idx_resource a WHERE a.rid NOT IN ({inner_sql})"
                 selects.append(f"SELECT * FROM ({inner_sql})")
-            return False, " INTERSECT ".join(selects) or "SELECT rid FROM idx_resource"
+            # wrapped, so a surrounding UNION ALL (AnyOf) cannot take part in the INTERSECT
+            return False, f"SELECT * FROM ({' INTERSECT '.join(selects)})" if selects else "SELECT rid FROM idx_resource"
         raise AssertionError(f"unknown condition {cond!r}")
 
     def clause(self, rtype: str, clause, correlate: bool = False) -> tuple[bool, str]:
