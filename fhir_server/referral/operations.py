@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 from fhir_server.api.operations import OperationContext, operation
 from fhir_server.errors import FhirError
@@ -54,3 +55,68 @@ def overdue(ctx: OperationContext) -> dict:
                                              "valueDateTime": deadline.strftime("%Y-%m-%dT%H:%M:%SZ")}]}}
                   for task, deadline in found],
     }
+
+
+def _period(ctx: OperationContext) -> tuple[datetime | None, datetime | None]:
+    found = []
+    for name in ("start", "end"):
+        value = ctx.param(name)
+        moment = parse_instant(value) if value is not None else None
+        if value is not None and moment is None:
+            raise FhirError(400, f"parameter '{name}' is not a date: {value!r}", "invalid")
+        found.append(moment)
+    return found[0], found[1]
+
+
+@operation("insurance-estimate", types=["ServiceRequest"], levels=("instance",), methods=("GET", "POST"))
+def insurance_estimate(ctx: OperationContext) -> dict:
+    from .insurance import estimate
+
+    setting = ctx.param("setting", "inpatient")
+    if setting not in ("inpatient", "outpatient"):
+        raise FhirError(400, "parameter 'setting' is inpatient or outpatient", "invalid")
+    coverage = ctx.param("coverage")
+    if isinstance(coverage, dict):
+        coverage = coverage.get("reference")
+    with ctx.repository.store.session() as session:
+        return estimate(session, services(ctx.repository).rule_book, ctx.id, coverage, setting)
+
+
+@operation("referral-statistics", types=None, levels=("system",), methods=("GET", "POST"))
+def referral_statistics(ctx: OperationContext) -> dict:
+    from .statistics import referral_statistics as compute
+
+    start, end = _period(ctx)
+    organization = ctx.param("organization")
+    if isinstance(organization, dict):
+        organization = organization.get("reference")
+    with ctx.repository.store.session() as session:
+        return compute(session, services(ctx.repository).rule_book, start, end, organization)
+
+
+@operation("slot-usage", types=["Schedule"], levels=("type", "instance"), methods=("GET", "POST"))
+def slot_usage(ctx: OperationContext) -> dict:
+    from .capacity import slot_usage as compute
+    from .facts import Facts
+
+    referral = services(ctx.repository)
+    with ctx.repository.store.session() as session:
+        schedules = [f"Schedule/{ctx.id}"] if ctx.id else None
+        organization = ctx.param("organization")
+        facts = Facts(session)
+        if organization is None and ctx.id:
+            schedule = facts.get(f"Schedule/{ctx.id}") or {}
+            organization = next((facts.organization_ref(actor) for actor in schedule.get("actor") or []
+                                 if facts.organization_ref(actor)), None)
+        rule_set = referral.rule_book.for_organization(facts.get(organization) if organization else None)
+        rows = compute(session, rule_set, schedules, _now(ctx))
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "ruleSet", "valueString": rule_set.id},
+        *[{"name": "day", "part": [
+            {"name": "schedule", "valueReference": {"reference": row["schedule"]}},
+            {"name": "date", "valueDate": row["day"]},
+            *[{"name": key, "valueInteger": row[key]} for key in
+              ("slots", "reserved", "reservedUsedByReferral", "reservedReleased", "reservedUnused")],
+            {"name": "reservedShare", "valueDecimal": Decimal(str(row["reservedShare"]))},
+            {"name": "minimumShare", "valueDecimal": Decimal(str(row["minimumShare"]))},
+            {"name": "belowMinimum", "valueBoolean": row["belowMinimum"]}]} for row in rows]]}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -148,6 +148,12 @@ class RuleBook:
     def __init__(self, rule_sets: dict[str, RuleSet], default: str = DEFAULT_RULE_SET):
         self.rule_sets = rule_sets
         self.default = rule_sets[default]
+
+    def for_region(self, code: str | None) -> RuleSet:
+        """The set governing a GB/T 2260 region code (matched at province, then city level)."""
+        if not code or len(code) < 2:
+            return self.default
+        return self.for_organization({"address": [{"state": code[:2] + "0000", "city": code[:4] + "00"}]})
 
     def for_organization(self, org: dict | None) -> RuleSet:
         """The regional set whose ``match`` names the organisation's province/city, else the default."""
@@ -436,141 +442,6 @@ def parse_instant(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def slot_reserved(slot: dict | None) -> bool:
-    return v.value(v.extension(slot or {}, v.RESERVED_SLOT)) is True
-
-
-def slot_released(ctx_rule_set: RuleSet, slot: dict, now: datetime) -> bool:
-    """Unused reserved slots open to everyone a configured number of hours before they start."""
-    hours = ctx_rule_set.param("reservedCapacity", "releaseHours", default=24)
-    start = parse_instant(slot.get("start"))
-    return start is not None and start - timedelta(hours=hours) <= now
-
-
-@evaluator("reserved-slot-booking", "Appointment")
-def check_reserved_booking(ctx: Context, rule: Rule):
-    appointment = ctx.resource
-    if appointment.get("status") in ("cancelled", "noshow", "entered-in-error"):
-        return None
-    details = []
-    for slot_ref in appointment.get("slot") or []:
-        slot = ctx.get(slot_ref)
-        if not slot_reserved(slot) or slot_released(ctx.rule_set, slot, ctx.now):
-            continue
-        schedule = ctx.get(slot.get("schedule")) or {}
-        leads = {ctx.facts.organization_ref(actor) or (ctx.facts.get(actor) or {}).get("managingOrganization", {})
-                 .get("reference") for actor in schedule.get("actor") or []} - {None}
-        referral = next((ctx.get(ref) for ref in appointment.get("basedOn") or []
-                         if (local_reference(ref) or "").startswith("ServiceRequest/")), None)
-        if referral is None or not v.is_referral_request(referral):
-            details.append(f"{local_reference(slot_ref)} is reserved for referrals and the booking is not based on one")
-            continue
-        referrer_ref = ctx.facts.organization_ref(referral.get("requester"))
-        members = set().union(*(ctx.facts.members_of_lead(lead) for lead in leads)) if leads else set()
-        base_max = ctx.rule_set.param("tiers", "baseMax", default=2)
-        tier = ctx.tier(ctx.facts.get(referrer_ref)) if referrer_ref else None
-        if referrer_ref not in members or tier is None or tier > base_max:
-            details.append(f"{local_reference(slot_ref)} is reserved for referrals from the hospital's member base "
-                           f"institutions; {referrer_ref} is not one")
-    return details
-
-
-@evaluator("referral-priority", "Appointment")
-def check_referral_priority(ctx: Context, rule: Rule):
-    appointment = ctx.resource
-    based = [ctx.get(ref) for ref in appointment.get("basedOn") or []
-             if (local_reference(ref) or "").startswith("ServiceRequest/")]
-    if not any(r and v.is_referral_request(r) for r in based):
-        return None
-    highest = ctx.rule_set.param("reservedCapacity", "priority", default=1)
-    priority = appointment.get("priority")
-    if not isinstance(priority, int) or priority == 0 or priority > highest:
-        return [f"a referred patient's appointment carries priority {highest} or higher (1 = highest)"]
-    return None
-
-
-def _long_prescription_plan(ctx: Context) -> dict | None:
-    for ref in ctx.resource.get("basedOn") or []:
-        if (local_reference(ref) or "").startswith("CarePlan/"):
-            plan = ctx.get(ref)
-            if plan and any(v.codes(c, v.CS_CARE_PLAN_CATEGORY) == ["long-prescription"]
-                            for c in plan.get("category") or []):
-                return plan
-    return None
-
-
-def _is_long_prescription(ctx: Context) -> bool:
-    profiles = (ctx.resource.get("meta") or {}).get("profile") or []
-    return ctx.resource_type == "MedicationRequest" and (
-        any(p.endswith("/long-prescription-medication-request") for p in profiles)
-        or _long_prescription_plan(ctx) is not None)
-
-
-def supply_days(request: dict) -> float | None:
-    duration = ((request.get("dispenseRequest") or {}).get("expectedSupplyDuration")) or {}
-    amount = duration.get("value")
-    unit = duration.get("code") or duration.get("unit")
-    factor = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7, "mo": 30, "month": 30}.get(unit)
-    if amount is None or factor is None:
-        return None
-    return float(amount) * factor
-
-
-@evaluator("long-prescription-duration", "MedicationRequest")
-def check_long_duration(ctx: Context, rule: Rule):
-    if not _is_long_prescription(ctx):
-        return None
-    days = supply_days(ctx.resource)
-    low = ctx.rule_set.param("longPrescription", "minWeeks", default=0) * 7
-    high = ctx.rule_set.param("longPrescription", "maxWeeks", default=12) * 7
-    if days is None:
-        return ["the expected supply duration is missing or not in days/weeks"]
-    if days > high or days < low:
-        return [f"supply of {days:g} days is outside {low:g}–{high:g} days"]
-    return None
-
-
-@evaluator("long-prescription-condition", "MedicationRequest")
-def check_long_condition(ctx: Context, rule: Rule):
-    if not _is_long_prescription(ctx):
-        return None
-    eligible = ctx.rule_set.param("longPrescription", "conditions", default=[])
-    if not any(code_matches(code, eligible) for code in reason_codes(ctx.resource)):
-        return ["the prescription's condition is not an eligible chronic condition"]
-    return None
-
-
-@evaluator("long-prescription-contract", "MedicationRequest")
-def check_long_contract(ctx: Context, rule: Rule):
-    if not _is_long_prescription(ctx):
-        return None
-    plan = _long_prescription_plan(ctx) or {}
-    patient = local_reference(ctx.resource.get("subject"))
-    for ref in (plan.get("supportingInfo") or []) + (ctx.resource.get("supportingInformation") or []):
-        contract = ctx.get(ref) if (local_reference(ref) or "").startswith("Contract/") else None
-        if contract and contract.get("status") in ("executed", "executable") and \
-                patient in {local_reference(s) for s in contract.get("subject") or []}:
-            return None
-    return ["no signed family-doctor Contract for the patient is referenced by the plan"]
-
-
-@evaluator("long-prescription-prescriber", "MedicationRequest")
-def check_long_prescriber(ctx: Context, rule: Rule):
-    if not _is_long_prescription(ctx):
-        return None
-    _, org = ctx.organization(ctx.resource.get("requester"))
-    tier = ctx.tier(org)
-    if tier is None:
-        return None if ctx.missing else ["the prescriber's institution level is not known"]
-    if tier <= ctx.rule_set.param("tiers", "baseMax", default=2):
-        return None
-    catalogue = ctx.rule_set.param("longPrescription", "upperCatalogue", default=[])
-    medication = v.codes(ctx.resource.get("medicationCodeableConcept"))
-    if any(code in catalogue for code in medication):
-        return None
-    return ["an upper-level prescriber may issue long prescriptions only for drugs of the upper-level catalogue"]
-
-
 # ---- the check the repository runs -----------------------------------------------------------
 
 RULE_TYPES = {"ServiceRequest", "Encounter", "Appointment", "MedicationRequest"}
@@ -618,3 +489,7 @@ def rule_issue(rule_set: RuleSet, rule: Rule, details: list[str]) -> dict:
         "details": {"coding": [{"system": rule_set.system, "code": rule.id}], "text": zh},
         "diagnostics": f"[{rule_set.id}/{rule.id}] {en} ({'; '.join(details)}) — {zh}",
     }
+
+
+# evaluators kept beside the feature they serve register themselves on import
+from . import capacity, prescriptions  # noqa: E402,F401
