@@ -73,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     from .ig.cli import add_parser as add_ig
 
     add_ig(subparsers)
+    from .mapping.cli import add_parser as add_mapping
+
+    add_mapping(subparsers)
     return root
 
 
