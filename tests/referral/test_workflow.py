@@ -51,7 +51,7 @@ def provenance_for(client, ref: str) -> list[dict]:
 
 
 def encounter(request_ref: str, provider: str, origin: str) -> dict:
-    return {"resourceType": "Encounter", "status": "in-progress",
+    return {"resourceType": "Encounter", "status": "in-progress", "period": {"start": "2026-11-21T10:00:00+08:00"},
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
             "subject": {"reference": "Patient/zhang-san"}, "basedOn": [{"reference": request_ref}],
             "serviceProvider": {"reference": provider}, "hospitalization": {"origin": {"reference": origin}},
