@@ -96,8 +96,8 @@ class _Run:
 
     def _values(self, rule: ElementRule, obj: dict, location: str) -> list[tuple[Any, str, str]]:
         """(value, type code, FHIRPath location) of every occurrence of the element in ``obj``."""
-        found: list[tuple[Any, str, str]] = []
         if rule.choice:
+            found: list[tuple[Any, str, str]] = []
             prefix = rule.name
             for key, value in obj.items():
                 if key.startswith(prefix) and len(key) > len(prefix) and key[len(prefix)].isupper():
@@ -108,16 +108,17 @@ class _Run:
                         continue
                     found.append((value, type_code, where))
             return found
-        (name, type_code), = rule.json_names.items()
+        name = rule.single_name
         value = obj.get(name)
         if value is None:
             if "_" + name in obj:
-                return [(None, type_code, f"{location}.{name}")]
-            return found
+                return [(None, rule.single_type, f"{location}.{name}")]
+            return []
         if isinstance(value, list):
             base = f"{location}.{name}"
+            type_code = rule.single_type
             return [(item, type_code, f"{base}[{i}]") for i, item in enumerate(value)]
-        return [(value, type_code, f"{location}.{name}")]
+        return [(value, rule.single_type, f"{location}.{name}")]
 
     def value(self, rule: ElementRule, value: Any, type_code: str, location: str) -> None:
         if value is None:

@@ -3,8 +3,8 @@
 Only what can fail is kept: elements with a cardinality, fixed/pattern value, binding, reference
 target, slicing, extension profile or IG invariant (and their ancestors). Base invariants of the core
 specification (ele-1, dom-*, ...) are left to the structural check by the resource models; invariants the
-IG adds are compiled with fhirpathpy. The tree is then walked over plain dicts, so validation costs a few
-dict look-ups per constrained element.
+IG adds are compiled once (``validation/fhirpath.py``, fhirpathpy behind it). The tree is then walked
+over plain dicts, so validation costs a few dict look-ups per constrained element.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from fhirpathpy import compile as compile_fhirpath
-from fhirpathpy.models import models
+from fhir_server.validation.fhirpath import compile_invariant
 
-_R4 = models["r4"]
 CORE_PREFIX = "http://hl7.org/fhir/"
 _CODED_TYPES = frozenset(("code", "Coding", "CodeableConcept"))
 
@@ -61,6 +59,11 @@ class ElementRule:
     slicing_rules: str = "open"
     slices: list["ElementRule"] = field(default_factory=list)
     invariants: list[Invariant] = field(default_factory=list)
+    #: a choice element whose types the profile narrows (otherwise the models check the types)
+    narrowed_choice: bool = False
+
+    def __post_init__(self) -> None:
+        (self.single_name, self.single_type), *_ = self.json_names.items() or [("", "")]
 
     @property
     def has_content_rules(self) -> bool:
@@ -97,12 +100,14 @@ class RuleCompiler:
 
     def compile(self, sd: dict) -> ElementRule:
         elements = sd["snapshot"]["element"]
+        constrained = {e["id"] for e in sd.get("differential", {}).get("element", [])}
         rules: dict[str, ElementRule] = {}
         kept: dict[str, bool] = {}
         root: ElementRule | None = None
         order: list[tuple[ElementRule, dict]] = []
         for element in elements:
             rule = self._rule(element, is_root=root is None)
+            rule.narrowed_choice = rule.choice and element["id"] in constrained
             rules[element["id"]] = rule
             order.append((rule, element))
             if root is None:
@@ -143,7 +148,7 @@ class RuleCompiler:
             or rule.invariants
             or rule.slices
             or rule.children
-            or (rule.choice and len(rule.json_names) < 10)
+            or rule.narrowed_choice
         )
 
     def _rule(self, element: dict, is_root: bool) -> ElementRule:
@@ -198,7 +203,7 @@ class RuleCompiler:
                     constraint.get("severity", "error"),
                     constraint.get("human", ""),
                     constraint["expression"],
-                    compile_fhirpath(constraint["expression"], _R4),
+                    compile_invariant(constraint["expression"]),
                 )
             )
         return rule
