@@ -11,6 +11,7 @@ index serves which query shape.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -24,7 +25,7 @@ TABLES = {
     "string": ("idx_string", "norm TEXT, exact TEXT"),
     "token": ("idx_token", "system TEXT, code TEXT, text TEXT"),
     "reference": ("idx_reference", "ttype TEXT, tid TEXT, url TEXT"),
-    "date": ("idx_date", "low INTEGER, high INTEGER"),
+    "date": ("idx_date", "low INTEGER, high INTEGER, wide INTEGER"),
     "number": ("idx_number", "value REAL"),
     "quantity": ("idx_quantity", "value REAL, system TEXT, code TEXT, unit TEXT"),
     "uri": ("idx_uri", "uri TEXT"),
@@ -37,8 +38,7 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference (param, tid, ttype, rid)",
     "CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (param, url, rid) WHERE url IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS idx_reference_rid ON idx_reference (rid, param, ttype, tid)",
-    "CREATE INDEX IF NOT EXISTS idx_date_low ON idx_date (param, low, high, rid)",
-    "CREATE INDEX IF NOT EXISTS idx_date_high ON idx_date (param, high, low, rid)",
+    "CREATE INDEX IF NOT EXISTS idx_date_range ON idx_date (param, wide, low, high, rid)",
     "CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date (rid, param, low, high)",
     "CREATE INDEX IF NOT EXISTS idx_number_value ON idx_number (param, value, rid)",
     "CREATE INDEX IF NOT EXISTS idx_number_rid ON idx_number (rid, param, value)",
@@ -48,6 +48,8 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid, param, uri)",
 ]
 _MAX_CHAR = "\U0010ffff"
+#: date rows spanning less than a day are "narrow": a range query bounds their ``low`` on both sides
+DAY = 86_400_000_000
 _NEVER = "\x00"
 _INCLUDE_LIMIT = 1000
 _ITERATE_ROUNDS = 4
@@ -71,6 +73,30 @@ _NUMERIC = (int, float)
 
 def _num(value: Decimal) -> float:
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _SameDate:
+    """Single-valued date clauses on one parameter (``ge…&lt…``), evaluated on the same index row."""
+
+    param: object
+    key: int
+    values: tuple
+
+
+def _merge_dates(conditions: list) -> list:
+    merged, groups = [], {}
+    for cond in conditions:
+        if isinstance(cond, Clause) and cond.param.type == "date" and cond.modifier is None \
+                and len(cond.values) == 1 and cond.values[0].prefix != "ne":
+            if cond.key in groups:
+                group = groups[cond.key]
+                merged[group] = _SameDate(cond.param, cond.key, merged[group].values + cond.values)
+                continue
+            groups[cond.key] = len(merged)
+            cond = _SameDate(cond.param, cond.key, cond.values)
+        merged.append(cond)
+    return merged
 
 
 class _Sql:
@@ -141,6 +167,13 @@ class _Sql:
             return f"{a}.uri = {self.bind(value.uri)}"
         raise FhirError(400, f"cannot search on parameters of type {kind}", "not-supported")
 
+    def _ap(self, v) -> tuple[int, int]:
+        """``ap``: the value widened by 10% of its distance from now (at least its own precision)."""
+        if not hasattr(self, "now"):
+            self.now = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+        gap = max(abs(self.now - v.low) // 10, v.high - v.low)
+        return v.low - gap, v.high + gap
+
     def _date(self, a: str, v) -> str:
         lo, hi = v.low, v.high
         p = v.prefix
@@ -160,10 +193,44 @@ class _Sql:
             return f"{a}.low > {self.bind(hi)}"
         if p == "eb":
             return f"{a}.high < {self.bind(lo)}"
-        # ap: overlaps the value widened by 10% of its distance from now (at least its own precision)
-        now = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
-        gap = max(abs(now - lo) // 10, hi - lo)
-        return f"{a}.low <= {self.bind(hi + gap)} AND {a}.high >= {self.bind(lo - gap)}"
+        low, high = self._ap(v)
+        return f"{a}.low <= {self.bind(high)} AND {a}.high >= {self.bind(low)}"
+
+    def _date_bounds(self, v) -> tuple[int | None, int | None]:
+        """(least ``high``, greatest ``low``) a matching row can have, from one prefixed value."""
+        lo, hi, p = v.low, v.high, v.prefix
+        if p == "eq":
+            return lo, hi
+        if p in ("gt", "sa"):
+            return hi + 1, None
+        if p == "ge":
+            return lo, None
+        if p == "lt":
+            return None, lo - 1
+        if p == "eb":
+            return None, lo - 1
+        if p == "le":
+            return None, hi
+        if p == "ap":
+            return self._ap(v)
+        return None, None
+
+    def date_selects(self, key: int, values, on_r: str) -> str:
+        """Rows matching every value in ``values`` (one row: ``ge``/``lt`` pairs bound one date).
+
+        Narrow rows (< 1 day wide) get both bounds on ``low`` so idx_date_range is read as one short
+        range; wide rows (periods, year or month precision) are read by their own index prefix."""
+        high_min = max((b for b in (self._date_bounds(v)[0] for v in values) if b is not None), default=None)
+        low_max = min((b for b in (self._date_bounds(v)[1] for v in values) if b is not None), default=None)
+        narrow = f"SELECT x.rid FROM idx_date x WHERE {on_r}x.param = {self.bind(key)} AND x.wide = 0"
+        if high_min is not None:
+            narrow += f" AND x.low > {self.bind(high_min - DAY)}"
+        if low_max is not None:
+            narrow += f" AND x.low <= {self.bind(low_max)}"
+        narrow += "".join(f" AND {self._date('x', v)}" for v in values)
+        wide = f"SELECT x.rid FROM idx_date x WHERE {on_r}x.param = {self.bind(key)} AND x.wide = 1"
+        wide += "".join(f" AND {self._date('x', v)}" for v in values)
+        return f"{narrow} UNION ALL {wide}"
 
     def _number(self, a: str, v) -> str:
         p = v.prefix
@@ -187,7 +254,7 @@ class _Sql:
         """(negated, SQL selecting rids): the resource matches iff its rid is (not) in the set."""
         from fhir_server.search import query as q
 
-        if isinstance(cond, q.Clause):
+        if isinstance(cond, (q.Clause, _SameDate)):
             return self.clause(rtype, cond)
         if isinstance(cond, q.Chain):
             # driven by the inner set: matching targets → their (type, id) → references to them
@@ -241,6 +308,8 @@ class _Sql:
         from fhir_server.search import query as q
 
         on_r = "x.rid = r.rid AND " if correlate else ""
+        if isinstance(clause, _SameDate):
+            return False, self.date_selects(clause.key, clause.values, "x.rid = r.rid AND " if correlate else "")
         param, modifier = clause.param, clause.modifier
         kind = param.type
         if modifier in ("identifier", "of-type"):
@@ -258,6 +327,9 @@ class _Sql:
         for value in clause.values:
             if kind == "composite":
                 selects.append(self._composite(value, correlate))
+                continue
+            if kind == "date" and modifier is None:
+                selects.append(self.date_selects(clause.key, (value,), on_r))
                 continue
             table = _table(kind)
             if kind == "reference" and isinstance(value, q.ReferenceValue) and value.type and value.id \
@@ -329,7 +401,12 @@ class SQLiteIndex:
             rid = conn.execute("INSERT INTO idx_resource (rtype, id) VALUES (?, ?)", (resource_type, id)).lastrowid
         rows = self.extraction.rows(resource_type, id, resource, last_updated)
         for kind, values in rows.items():
-            if values:
+            if not values:
+                continue
+            if kind == "date":
+                conn.executemany(_INSERTS[kind], [(v[0], rid, v[1], v[2], int(v[2] - v[1] >= DAY), v[3])
+                                                  for v in values])
+            else:
                 conn.executemany(_INSERTS[kind], [(v[0], rid, *v[1:]) for v in values])
 
     # -- search --------------------------------------------------------------------------------
@@ -349,6 +426,8 @@ class SQLiteIndex:
     @staticmethod
     def _rank(cond) -> int:
         """Rough selectivity, most selective first: the first positive condition drives the query."""
+        if isinstance(cond, _SameDate):
+            return 5
         if isinstance(cond, Clause):
             if cond.modifier in ("not", "missing"):
                 return 9
@@ -363,7 +442,7 @@ class SQLiteIndex:
         indexes, other conditions are checked as rid sets."""
         types = query.resource_types
         rtype = types[0] if len(types) == 1 else None
-        conditions = sorted(query.conditions, key=self._rank)
+        conditions = sorted(_merge_dates(query.conditions), key=self._rank)
         driver = None
         if conditions and self._rank(conditions[0]) < 9:
             driver = conditions.pop(0)
@@ -375,7 +454,7 @@ class SQLiteIndex:
             text, column = "FROM idx_resource r", "r.rtype"
         clauses = [f"{column} IN ({sql.bind(*types)})"] if types else []
         for cond in conditions:
-            if isinstance(cond, Clause):
+            if isinstance(cond, (Clause, _SameDate)):
                 negated, subquery = sql.clause(rtype, cond, correlate=True)
                 clauses.append(f"{'NOT ' if negated else ''}EXISTS ({subquery})")
             else:

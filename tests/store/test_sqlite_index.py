@@ -69,7 +69,7 @@ def test_token_query_uses_the_token_index(plans):
 
 def test_date_range_uses_a_date_index(plans):
     plan = [line for _, lines in plans[("ServiceRequest", "authored=gt2024-02-01")] for line in lines]
-    assert any("idx_date_high" in line for line in plan)
+    assert any("idx_date_range" in line for line in plan)
 
 
 def test_chain_joins_by_primary_key_and_reference_index(plans):
