@@ -44,22 +44,31 @@ class Guard:
         self.policy = policy
         self.store = store
 
-    def check_read_in(self, session, resource_type: str, id: str) -> None:
+    def check_read_in(self, session, resource_type: str, id: str, caller=None) -> None:
         """A client read of ``resource_type/id`` (read, vread, history, instance operation)."""
-        caller = current_caller()
+        caller = caller or current_caller()
         if caller is None:
             return
         if not caller.can("r", resource_type):
             raise forbidden_scope("r", resource_type)
+        self.check_visible_in(session, resource_type, id, caller)
+
+    def check_visible_in(self, session, resource_type: str, id: str, caller, existing_only: bool = False) -> None:
+        """404 unless the caller may read ``resource_type/id``; with ``existing_only`` an absent id passes
+        (an update may create it)."""
         if caller.admin or not self.policy.is_restricted(caller, resource_type):
             return
         inner = getattr(session, "inner", session)
+        if existing_only:
+            current = inner.read(resource_type, id)
+            if current is None or current.deleted:
+                return
         if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
             raise not_visible(resource_type, id)
 
-    def check_read(self, resource_type: str, id: str) -> None:
+    def check_read(self, resource_type: str, id: str, caller=None) -> None:
         with self.store.session() as session:
-            self.check_read_in(session, resource_type, id)
+            self.check_read_in(session, resource_type, id, caller)
 
 
 class GuardedSession:

@@ -219,11 +219,16 @@ class SecurityMiddleware:
         if name == "update":
             if not (caller.can("u", resource_type) or caller.can("c", resource_type)):
                 raise forbidden_scope("u", resource_type)
-            return
-        if not caller.can(letter, resource_type):
+        elif not caller.can(letter, resource_type):
             raise forbidden_scope(letter, resource_type)
-        if interaction.id is not None and name in ("read", "vread", "history-instance", "operation"):
-            self.guard.check_read(resource_type, interaction.id)
+        if interaction.id is None:
+            return
+        if name in ("read", "vread", "history-instance", "operation"):
+            self.guard.check_read(resource_type, interaction.id, caller)
+        elif name in ("update", "patch", "delete"):
+            # a hidden resource answers 404 before its body is parsed, validated or patched
+            with self.guard.store.session() as session:
+                self.guard.check_visible_in(session, resource_type, interaction.id, caller, existing_only=True)
 
 
 def _header(headers, name: bytes) -> str:
