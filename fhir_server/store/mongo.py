@@ -122,7 +122,10 @@ class MongoSession:
         if at_or_before is not None:
             query["seq"] = {"$lte": int(at_or_before)}
         collection = self.store.db[HISTORY]
-        total = collection.count_documents(query, session=self.cs)
+        if query or self.cs is not None:
+            total = collection.count_documents(query, session=self.cs)
+        else:  # all of history: the collection's count, without scanning it
+            total = collection.estimated_document_count()
         docs = collection.find(query, session=self.cs).sort("seq", -1).skip(int(offset)).limit(int(count))
         return [_record(d) for d in docs], total
 

@@ -146,7 +146,8 @@ INDEXES: tuple[IndexSpec, ...] = (
     _resource_index("number_value", "num.k", "num.v"),
     _resource_index("quantity_value", "qty.k", "qty.v"),
     _resource_index("uri_value", "uri.k", "uri.u"),
-    _resource_index("composite_value", "cmp.p.k"),
+    # composites: R4 composites lead with a token (code-value-quantity, component-code-value-…)
+    _resource_index("composite_value", "cmp.p.k", "cmp.p.c"),
     # _revinclude: resources pointing at given targets, whatever the parameter
     IndexSpec("resources", "reference_any", (("ref.i", 1), ("ref.t", 1))),
     IndexSpec("history", "history_seq", (("seq", -1),)),
@@ -156,9 +157,23 @@ INDEXES: tuple[IndexSpec, ...] = (
 )
 
 
+#: server error codes for "an index of that name exists with other keys or options"
+_INDEX_CONFLICTS = (85, 86)
+
+
+def _is_conflict(error) -> bool:
+    # mongomock reports the conflict without a code
+    return error.code in _INDEX_CONFLICTS or (error.code is None and "already exists" in str(error))
+
+
 def ensure_indexes(db) -> None:
-    """Create every declared index; MongoDB leaves an identical existing index alone."""
+    """Create every declared index; MongoDB leaves an identical existing index alone.
+
+    An index whose definition changed between releases is dropped and built again (the
+    name is the identity), so an upgrade never stops at start-up on a stale definition.
+    """
     from pymongo import IndexModel
+    from pymongo.errors import OperationFailure
 
     by_collection: dict[str, list] = {}
     for spec in INDEXES:
@@ -169,4 +184,16 @@ def ensure_indexes(db) -> None:
             options["expireAfterSeconds"] = spec.expire_after
         by_collection.setdefault(spec.collection, []).append(IndexModel(list(spec.keys), **options))
     for collection, models in by_collection.items():
-        db[collection].create_indexes(models)
+        try:
+            db[collection].create_indexes(models)
+        except OperationFailure as error:
+            if not _is_conflict(error):
+                raise
+            for model in models:
+                try:
+                    db[collection].create_indexes([model])
+                except OperationFailure as conflict:
+                    if not _is_conflict(conflict):
+                        raise
+                    db[collection].drop_index(model.document["name"])
+                    db[collection].create_indexes([model])
