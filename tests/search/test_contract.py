@@ -172,6 +172,14 @@ CASES = [
     ("ServiceRequest?performer=Organization/org-b", {"sr-3", "sr-5"}),
     ("ServiceRequest?requester=Organization/org-b&performer=Organization/org-a", {"sr-1", "sr-2"}),
     ("Observation?performer=Practitioner/prac-1", {"obs-hb"}),
+    ("Task?requester:identifier=http://example.cn/fhir/NamingSystem/uscc|12620000MB0000002B", {"task-1"}),
+    ("Task?requester:identifier=12620000MB0000002B", {"task-1"}),
+    # --- the IG's own SearchParameters (profiles/SearchParameter-*.json)
+    ("ServiceRequest?direction=up", {"sr-1", "sr-2"}),
+    ("ServiceRequest?direction=https://fhir.referral.cn/ig/CodeSystem/referral-direction|down", {"sr-3"}),
+    ("ServiceRequest?direction:missing=true", {"sr-4", "sr-5"}),
+    ("ServiceRequest?consortium=Organization/org-a", {"sr-1", "sr-2"}),
+    ("ServiceRequest?consortium.name=甘肃&direction=up&_sort=-authored", ["sr-2", "sr-1"]),
     # --- uri: exact, :below, :above
     ("ValueSet?url=http://example.cn/fhir/ValueSet/referral-reasons", {"vs-1"}),
     ("ValueSet?url:below=http://example.cn/fhir/ValueSet/referral-reasons", {"vs-1", "vs-2"}),
