@@ -596,7 +596,8 @@ class SQLiteIndex:
             rids = self._rids(conn, group, source_type)
             if not keys or not rids:
                 continue
-            sql = (f"SELECT DISTINCT ttype, tid FROM idx_reference WHERE rid IN ({', '.join('?' * len(rids))})"
+            sql = (f"SELECT DISTINCT ttype, tid FROM idx_reference INDEXED BY idx_reference_rid"
+                   f" WHERE rid IN ({', '.join('?' * len(rids))})"
                    f" AND param IN ({', '.join('?' * len(keys))}) AND ttype IS NOT NULL")
             args = rids + keys
             if include.target_type:
@@ -607,18 +608,21 @@ class SQLiteIndex:
 
     def _reverse(self, conn, include, records) -> list[tuple[str, str]]:
         out = []
-        keys = self._reference_keys(include.source_type, include) if include.source_type != "*" else None
+        if include.source_type == "*":
+            keys = [p.key for t in self.registry.by_type for p in self.registry.own_params(t) if p.type == "reference"]
+        else:
+            keys = self._reference_keys(include.source_type, include)
         for record in records:
             if include.target_type and include.target_type != record.resource_type:
                 continue
             sql = ("SELECT s.rtype, s.id FROM idx_reference ref JOIN idx_resource s ON s.rid = ref.rid"
                    " WHERE ref.tid = ? AND ref.ttype = ?")
             args: list = [record.id, record.resource_type]
-            if keys is not None:
-                if not keys:
-                    continue
-                sql = sql.replace("WHERE ref.tid", f"WHERE ref.param IN ({', '.join('?' * len(keys))}) AND ref.tid")
-                args = keys + args
+            if not keys:
+                continue
+            sql = sql.replace("WHERE ref.tid", f"WHERE ref.param IN ({', '.join('?' * len(keys))}) AND ref.tid")
+            args = keys + args
+            if include.source_type != "*":
                 sql += " AND s.rtype = ?"
                 args.append(include.source_type)
             out += [tuple(r) for r in conn.execute(sql + f" LIMIT {_INCLUDE_LIMIT}", args)]

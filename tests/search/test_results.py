@@ -262,3 +262,9 @@ def test_xml_search_bundle(loaded):
 def test_unknown_type_is_404(loaded):
     client, _ = loaded
     assert client.get("/Nonsense?x=1").status_code in (400, 404)
+
+
+def test_revinclude_wildcard_finds_every_referrer(loaded):
+    client, _ = loaded
+    bundle = _get(client, "/Patient?_id=pat-li&_revinclude=*")
+    assert set(_ids(bundle, "include")) == {"sr-3", "sr-5", "task-3", "task-5", "enc-2", "obs-wt"}

@@ -22,6 +22,7 @@ QUERIES = [
     ("Patient", "_has:ServiceRequest:subject:status=active"),
     ("Patient", "name=zh"),
     ("Patient", "identifier=620102198001011234&_revinclude=ServiceRequest:subject"),
+    ("Patient", "_id=pat-li&_revinclude=*&_include=*"),
     ("Observation", "component-code-value-quantity=http://loinc.org|8480-6$gt140"),
     ("Patient", "_count=2"),
     ("Patient", "_id=pat-li"),
