@@ -59,6 +59,9 @@ class MappingResult:
 class Source:
     """What the engine needs from a message or document."""
 
+    #: segments read only from the anchor's own group while the current resource is built
+    scoped: frozenset = frozenset()
+
     def anchors(self, rdef: ResourceDef) -> list: ...
 
     def select(self, anchor, item, path) -> list: ...
@@ -66,6 +69,14 @@ class Source:
     def text(self, item) -> str: ...
 
     def composite(self, type_name: str, item, rule: Rule, run: "Run") -> Any: ...
+
+    def same_kind(self, a, b) -> bool:
+        """Two anchors of the same kind (two ORC groups): references between their resources stay in-group."""
+        return False
+
+    def quantity(self, item) -> tuple[str, str] | None:
+        """(value, unit) of a quantity-like value, for duration conditions."""
+        return None
 
     def group_of(self, anchor) -> Any:
         """Resources made from the same anchor (or its group) reference each other first."""
@@ -87,6 +98,9 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     instances: dict[str, list[Instance]] = field(default_factory=dict)
     identities: dict[str, Instance] = field(default_factory=dict)
+    #: references to resources built later in the spec: (target, rule, anchor), filled after the build
+    pending: list = field(default_factory=list)
+    built: set = field(default_factory=set)
     _counter: int = 0
 
     # --- values -------------------------------------------------------------------------------
@@ -116,6 +130,9 @@ class Run:
                 ok = any(v in cond.operand for v in values)
             elif cond.op == "notIn":
                 ok = not any(v in cond.operand for v in values)
+            elif cond.op == "atLeastDays":
+                ok = any((days := _days(self.source.quantity(v))) is not None and days >= cond.operand
+                         for v in self.source.select(anchor, item, cond.source))
             else:  # matches
                 ok = any(cond.operand.search(v) for v in values)
             if not ok:
@@ -226,11 +243,16 @@ class Run:
         if kind == "value":
             return rule.value
         if kind == "reference":
+            if rule.reference not in self.built:
+                return _PENDING
             return self.reference_to(rule.reference, anchor, many=rule.appends)
         if kind == "composite":
             return self.source.composite(rule.type, item, rule, self) if item is not None else None
         if kind == "condref":
-            value = self.render(rule.template, anchor, item) if rule.template else self.source.text(item)
+            if rule.template is not None:  # the whole search query, e.g. patient:Patient.identifier=…&status=…
+                query = self.render(rule.template, anchor, item)
+                return {"reference": f"{rule.conditional_reference}?{query}"} if query else None
+            value = self.source.text(item)
             system = self.system_for(rule, anchor, item)
             if not value:
                 return None
@@ -252,6 +274,9 @@ class Run:
                 if rule.when and not self.holds(rule.when, anchor, item):
                     continue
                 value = self.produce(rule, anchor, item)
+                if value is _PENDING:
+                    self.pending.append((target, rule, anchor))
+                    continue
                 if value is None or value == "" or value == []:
                     if rule.required:
                         raise MappingError(f"{rule.where}: required value is missing", REQUIRED_FIELD_MISSING, rule.where)
@@ -283,6 +308,8 @@ class Run:
         same_group = [inst for inst in found if group is not None and inst.group == group]
         if same_group:
             found = same_group  # the payer of this IN1, the order of this ORC group
+        elif any(self.source.same_kind(inst.anchor, anchor) for inst in found):
+            return None  # made from other groups of the same kind (another ORC's plan): not this one's
         if many:
             seen, refs = set(), []
             for inst in found:
@@ -295,6 +322,7 @@ class Run:
     def build(self) -> list[Instance]:
         ordered: list[Instance] = []
         for rdef in self.spec.resources:
+            self.source.scoped = rdef.group_segments
             anchors = self.source.anchors(rdef)
             if not rdef.for_each:
                 anchors = anchors[:1]
@@ -312,6 +340,13 @@ class Run:
                 if instance is None:
                     continue
                 ordered.append(instance)
+            self.built.add(rdef.key)
+        for target, rule, anchor in self.pending:
+            value = self.reference_to(rule.reference, anchor, many=rule.appends)
+            if value:
+                _assign(target, rule.target, value)
+            elif rule.required:
+                raise MappingError(f"{rule.where}: required reference to {rule.reference} has nothing to point to", REQUIRED_FIELD_MISSING, rule.where)
         return ordered
 
     def identify(self, rdef: ResourceDef, resource: dict, anchor) -> Instance | None:
@@ -349,10 +384,27 @@ class Run:
         return instance
 
 
+_PENDING = object()
 _SCALARS = {"string", "code", "date", "dateTime", "instant", "integer", "positiveInt", "decimal", "boolean", "uri", "id"}
 
 
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:/|.-_~@")
+
+
+_DAYS = {"d": 1, "D": 1, "day": 1, "days": 1, "天": 1, "日": 1, "wk": 7, "W": 7, "week": 7, "weeks": 7, "周": 7,
+         "mo": 30, "M": 30, "month": 30, "months": 30, "月": 30}
+
+
+def _days(quantity: tuple[str, str] | None) -> float | None:
+    """A duration (value, unit) in days; None when it is not one."""
+    if not quantity:
+        return None
+    value, unit = quantity
+    factor = _DAYS.get((unit or "").strip())
+    try:
+        return float(value) * factor if factor else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _query_token(system: str, value: str) -> str:

@@ -157,6 +157,7 @@ class ResourceDef:
     method: str = "create"
     identity_systems: list[str] = field(default_factory=list)
     status_via: dict[str, str] = field(default_factory=dict)
+    group_segments: frozenset = frozenset()
     rules: list[Rule] = field(default_factory=list)
 
 
@@ -189,6 +190,7 @@ class Compiler:
         self.systems = systems
         self.compile_path = path_compiler
         self.keys: list[str] = []
+        self.all_keys: list[str] = [r.get("key", "") for r in data.get("resources", [])]
 
     def error(self, where: str, text: str) -> SpecError:
         return SpecError(f"{self.file}: {where}: {text}")
@@ -227,7 +229,7 @@ class Compiler:
         for i, item in enumerate(items):
             here = f"{where}.when[{i}]"
             source = self.path(item["source"], f"{here}.source")
-            for op in ("equals", "in", "exists", "matches", "notIn"):
+            for op in ("equals", "in", "exists", "matches", "notIn", "atLeastDays"):
                 if op in item:
                     operand = item[op]
                     if op == "matches":
@@ -258,13 +260,13 @@ class Compiler:
         rule.when = self.conditions(data.get("when", []), where)
         rule.fields = [self.rule(d, f"{where}.fields[{i}]") for i, d in enumerate(data.get("fields", []))]
         if "reference" in data:
-            if data["reference"] not in self.keys:
-                raise self.error(f"{where}.reference", f"{data['reference']!r} is not a resource key defined earlier in this spec ({', '.join(self.keys) or 'none'})")
+            if data["reference"] not in self.all_keys:
+                raise self.error(f"{where}.reference", f"{data['reference']!r} is not a resource key of this spec ({', '.join(self.all_keys) or 'none'})")
             rule.reference = data["reference"]
         if "conditionalReference" in data:
             rule.conditional_reference = data["conditionalReference"]
             if not rule.source and not rule.template:
-                raise self.error(where, "a conditionalReference needs a source (the identifier value) or a template")
+                raise self.error(where, "a conditionalReference needs a source (the identifier value) or a template (the query)")
         rule.first = data.get("first", False)
         rule.required = data.get("required", False)
         return rule.finish()
@@ -296,6 +298,7 @@ class Compiler:
             rdef.method = identity.get("method", "create")
             rdef.identity_systems = [self.system_text(s, f"{where}.identity.systems") for s in identity.get("systems", [])]
             rdef.status_via = dict(item.get("statusVia", {}))
+            rdef.group_segments = frozenset(item.get("groupSegments", []))
             rdef.rules = [self.rule(d, f"{where}.fields[{i}]") for i, d in enumerate(item.get("fields", []))]
             self.keys.append(rdef.key)
             spec.resources.append(rdef)
@@ -343,7 +346,7 @@ def merge_dialect(base: dict, dialect: dict) -> dict:
             merged.setdefault("resources", []).append(copy.deepcopy(resource))
             continue
         existing["fields"] = copy.deepcopy(resource.get("fields", [])) + existing.get("fields", [])
-        for key in ("when", "identity", "segment", "forEach", "required"):
+        for key in ("when", "identity", "segment", "forEach", "required", "groupSegments", "statusVia"):
             if key in resource:
                 existing[key] = copy.deepcopy(resource[key])
     return merged

@@ -103,6 +103,12 @@ class XmlSource(Source):
     def group_of(self, anchor):
         return id(anchor) if anchor is not None else None
 
+    def same_kind(self, a, b) -> bool:
+        return a is not None and b is not None and a is not self.root and a.tag == b.tag
+
+    def quantity(self, item):
+        return (item.get("value"), item.get("unit")) if isinstance(item, etree._Element) else None
+
     def select(self, anchor, item, path: XPathExpr) -> list:
         context = item if isinstance(item, etree._Element) else (anchor if anchor is not None else self.root)
         result = path.xpath(context)

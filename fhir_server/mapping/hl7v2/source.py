@@ -72,13 +72,20 @@ class V2Source(Source):
     def group_of(self, anchor):
         return anchor.index if anchor is not None else None
 
+    def quantity(self, item):
+        return (item.get(1), item.get(2)) if isinstance(item, V2Value) else None
+
+    def same_kind(self, a, b) -> bool:
+        return a is not None and b is not None and a.name == b.name
+
     def segment_for(self, name: str, anchor: Segment | None) -> Segment | None:
         """The segment a path means: the anchor itself, one in the anchor's group, else the first."""
         if anchor is None:
             return self.message.first(name)
         if anchor.name == name:
             return anchor
-        key = (anchor.index, name)
+        scoped = name in self.scoped
+        key = (anchor.index, name, scoped)
         cached = self._group_cache.get(key, _MISSING)
         if cached is not _MISSING:
             return cached
@@ -89,7 +96,7 @@ class V2Source(Source):
             if segment.name == name:
                 found = segment
                 break
-        if found is None:
+        if found is None and not scoped:
             found = self.message.first(name)
         self._group_cache[key] = found
         return found
