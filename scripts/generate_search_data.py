@@ -8,7 +8,9 @@ given on the command line) and writes:
   comparator, component, multipleOr/And, description);
 - ``compartments.json``: the R4 CompartmentDefinitions as {compartment: {type: [param codes]}};
 - ``elements.json``: per resource type, the top-level elements marked ``isSummary`` and those
-  that are mandatory (``min`` ≥ 1), for ``_summary`` and ``_elements``.
+  that are mandatory (``min`` ≥ 1), for ``_summary`` and ``_elements``;
+- ``choices.json``: the names of choice elements (``value`` for ``value[x]``) in any resource or
+  data type, so extraction looks for ``valueQuantity`` only where a choice can be.
 
 Usage: ``python scripts/generate_search_data.py [path/to/hl7.fhir.r4.core.tgz]``
 """
@@ -52,7 +54,7 @@ def supported(base: list[str]) -> bool:
 
 
 def main(argv: list[str]) -> None:
-    params, compartments, elements = [], {}, {}
+    params, compartments, elements, choices = [], {}, {}, set()
     for name, doc in read_package(package_path(argv)):
         kind = doc.get("resourceType")
         if kind == "SearchParameter" and supported(doc.get("base", [])) and not doc["id"].startswith("example"):
@@ -64,7 +66,10 @@ def main(argv: list[str]) -> None:
             compartments[doc["code"]] = {
                 r["code"]: r["param"] for r in doc.get("resource", []) if r.get("param") and r["code"] in RESOURCE_TYPES
             }
-        elif (kind == "StructureDefinition" and doc.get("kind") == "resource"
+        if kind == "StructureDefinition" and doc.get("derivation") == "specialization":
+            choices.update(e["path"].rsplit(".", 1)[-1][:-3] for e in doc.get("snapshot", {}).get("element", [])
+                           if e["path"].endswith("[x]"))
+        if (kind == "StructureDefinition" and doc.get("kind") == "resource"
               and doc.get("derivation") == "specialization" and doc.get("type") in RESOURCE_TYPES):
             rtype = doc["type"]
             summary, mandatory = [], []
@@ -83,7 +88,7 @@ def main(argv: list[str]) -> None:
     params.sort(key=lambda p: p["url"])
     OUT.mkdir(parents=True, exist_ok=True)
     for file, data in (("search-parameters.json", params), ("compartments.json", compartments),
-                       ("elements.json", elements)):
+                       ("elements.json", elements), ("choices.json", sorted(choices))):
         (OUT / file).write_text(json.dumps(data, ensure_ascii=False, indent=0, sort_keys=True) + "\n")
     print(f"{len(params)} search parameters, {len(compartments)} compartments, {len(elements)} resource types")
 

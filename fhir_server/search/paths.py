@@ -8,7 +8,9 @@ falls back to fhirpathpy, evaluated per write (rare: a handful of R4 parameters)
 
 from __future__ import annotations
 
+import json
 import re
+from importlib import resources
 from typing import Callable
 
 from .registry import split_union
@@ -57,12 +59,33 @@ def _steps(path: str) -> list[str]:
 
 def _flatten(value, out: list) -> None:
     if isinstance(value, list):
-        out.extend(v for v in value if v is not None)
+        out.extend(value)  # FHIR JSON arrays hold no nulls
     elif value is not None:
         out.append(value)
 
 
+def _choice_names() -> frozenset[str]:
+    data = resources.files("fhir_server.search").joinpath("data", "choices.json").read_text("utf-8")
+    return frozenset(json.loads(data))
+
+
+#: element names that are choice types somewhere (``value`` for ``value[x]``)
+CHOICE_NAMES = _choice_names()
+
+
 def _child(name: str):
+    if name not in CHOICE_NAMES:
+        def plain(nodes: list) -> list:
+            out: list = []
+            for node in nodes:
+                if isinstance(node, dict):
+                    value = node.get(name)
+                    if value is not None:
+                        _flatten(value, out)
+            return out
+
+        return plain
+
     def step(nodes: list) -> list:
         out: list = []
         for node in nodes:

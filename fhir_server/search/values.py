@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -21,6 +22,7 @@ _DATE = re.compile(
 )
 
 
+@lru_cache(maxsize=8192)
 def normalize(text: str) -> str:
     """Case-folded, accents removed: ``Érica`` and ``erica`` index alike; CJK is unchanged."""
     if text.isascii():
