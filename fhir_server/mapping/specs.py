@@ -175,6 +175,8 @@ class Spec:
     ignored_segments: set[str] = field(default_factory=set)
     ignored_fields: set[str] = field(default_factory=set)
     resources: list[ResourceDef] = field(default_factory=list)
+    #: XML: compiled XPaths of elements deliberately left unmapped
+    ignored_paths: list = field(default_factory=list)
     #: reverse specs: the output segments
     segments: list[dict] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
@@ -282,6 +284,7 @@ class Compiler:
         spec.ignored_fields = set(data.get("ignoredFields", []))
         if "match" in data:
             spec.match = self.path(data["match"], "$.match")
+        spec.ignored_paths = [self.path(p, f"$.ignoredPaths[{i}]") for i, p in enumerate(data.get("ignoredPaths", []))]
         for r, item in enumerate(data.get("resources", [])):
             where = f"$.resources[{r}]"
             if item["key"] in self.keys:

@@ -61,7 +61,7 @@ class XPathExpr:
 def compile_xpath(namespaces: dict[str, str]):
     def compile_one(text: str) -> XPathExpr:
         try:
-            return XPathExpr(text, etree.XPath(text, namespaces=namespaces, smart_strings=False))
+            return XPathExpr(text, etree.XPath(text, namespaces=namespaces))
         except etree.XPathSyntaxError as exc:
             raise ValueError(f"{text!r} is not a valid XPath: {exc}") from None
 
@@ -131,7 +131,7 @@ class XmlSource(Source):
 
     def location(self, anchor, item, path) -> str:
         if isinstance(item, etree._Element):
-            return item.getroottree().getpath(item)
+            return "/" + "/".join(_local(n.tag) for n in reversed([item, *item.iterancestors()]))
         return getattr(path, "text", "")
 
     def composite(self, type_name: str, item, rule: Rule, run: Run):
@@ -190,7 +190,9 @@ class XmlSource(Source):
         if type_name == "AD":
             parts = {_local(c.tag): "".join(c.itertext()).strip() for c in item if isinstance(c.tag, str)}
             out = {}
-            line = [parts[k] for k in ("streetAddressLine", "houseNumber", "streetName", "township") if parts.get(k)]
+            # Chinese structured addresses run from the larger unit to the house: 乡镇 街道 门牌
+            street = "".join(parts.get(k, "") for k in ("township", "streetName", "houseNumber"))
+            line = [x for x in (street, parts.get("streetAddressLine", "")) if x]
             if line:
                 out["line"] = line
             for src, key in (("city", "city"), ("state", "state"), ("county", "district"), ("postalCode", "postalCode"), ("country", "country")):
@@ -235,23 +237,24 @@ class XmlSource(Source):
     def unused(self, spec: Spec) -> list[str]:
         """Elements with a value that no XPath reached (nor an ancestor/descendant of what it reached)."""
         reached = set()
-        for node in self.touched:
+        touched = set(self.touched)
+        for path in spec.ignored_paths:
+            touched.update(n for n in path.xpath(self.root) if isinstance(n, etree._Element))
+        for node in touched:
             reached.add(node)
             reached.update(node.iterancestors())
             reached.update(node.iterdescendants())
         warnings, seen = [], set()
-        tree = self.root.getroottree()
         for node in self.root.iter():
             if not isinstance(node.tag, str) or node in reached:
                 continue
             has_value = (node.text and node.text.strip()) or any(k in node.attrib for k in ("value", "code", "extension"))
             if not has_value:
                 continue
-            path = tree.getpath(node)
-            generic = "/".join(part.split("[")[0] for part in path.split("/"))
-            if generic in seen:
+            path = "/" + "/".join(_local(n.tag) for n in reversed([node, *node.iterancestors()]))
+            if path in seen:
                 continue
-            seen.add(generic)
+            seen.add(path)
             warnings.append(f"{path} is not mapped by {spec.id}")
         if len(warnings) > 50:
             warnings = warnings[:50] + [f"… and {len(warnings) - 50} more unmapped elements"]
