@@ -537,15 +537,21 @@ class SQLiteIndex:
 
     @staticmethod
     def _load(conn, keys: list[tuple[str, str]]) -> list[StoredResource]:
+        """Current, non-deleted bodies for (type, id) keys, in the keys' order (one query per type)."""
         from fhir_server.store.sqlite import _record
 
-        out = []
+        by_type: dict[str, list[str]] = {}
         for rtype, id in keys:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM resources WHERE rtype = ? AND id = ? AND deleted = 0",
-                               (rtype, id)).fetchone()
-            if row:
-                out.append(_record(row))
-        return out
+            by_type.setdefault(rtype, []).append(id)
+        found: dict[tuple[str, str], StoredResource] = {}
+        for rtype, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM resources WHERE rtype = ? AND id IN"
+                                    f" ({', '.join('?' * len(chunk))}) AND deleted = 0", [rtype, *chunk])
+                for row in rows:
+                    found[(row[0], row[1])] = _record(row)
+        return [found[key] for key in keys if key in found]
 
     def _reference_keys(self, source_type: str, include) -> list[int]:
         if include.param is not None:
