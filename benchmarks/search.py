@@ -15,6 +15,7 @@ query kind; target on the reference machine: p50 < 20 ms and p99 < 100 ms for ea
 
     python benchmarks/search.py                      # 100,000 resources, 400 requests per kind
     python benchmarks/search.py --resources 20000 --requests 100
+    FHIR_STORE=mongodb://db1/bench python benchmarks/search.py   # on MongoDB (an empty database)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from fhir_server.formats import json as fjson  # noqa: E402
 from fhir_server.store.base import StoredResource  # noqa: E402
+from fhir_server.store import open_store  # noqa: E402
 from fhir_server.store.sqlite import SQLiteStore  # noqa: E402
 
 NATIONAL_ID = "https://fhir.referral.cn/ig/NamingSystem/resident-id"
@@ -123,8 +125,10 @@ class Dataset:
                    "period": {"start": "2024-05-01T08:00:00+08:00", "end": "2024-05-01T09:00:00+08:00"}}
 
 
-def load(path: Path, dataset: Dataset) -> tuple[int, float]:
-    store = SQLiteStore(path)
+def load(url: str, dataset: Dataset) -> tuple[int, float]:
+    store = open_store(url)
+    # a standalone MongoDB server (no transactions) takes one write per session
+    per_session = 1 if getattr(store, "mode", "") == "single" else 2000
     count, started = 0, time.perf_counter()
     batch: list[dict] = []
 
@@ -140,10 +144,11 @@ def load(path: Path, dataset: Dataset) -> tuple[int, float]:
     for resource in dataset.resources():
         batch.append(resource)
         count += 1
-        if len(batch) == 2000:
+        if len(batch) >= per_session:
             flush()
     flush()
-    store._connection().execute("ANALYZE")
+    if isinstance(store, SQLiteStore):
+        store._connection().execute("ANALYZE")
     store.close()
     return count, time.perf_counter() - started
 
@@ -158,12 +163,12 @@ def _two_cpus() -> bool:
     return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2 and bool(shutil.which("taskset"))
 
 
-def start_server(db: Path, port: int) -> subprocess.Popen:
+def start_server(url: str, port: int) -> subprocess.Popen:
     """``fhir-server serve`` on the database; on two or more CPUs pinned to CPU 0 (the client takes CPU 1)."""
     env = {**os.environ, "FHIR_BASE_URL": f"http://127.0.0.1:{port}"}
     pin = ["taskset", "-c", "0"] if _two_cpus() else []
     proc = subprocess.Popen(
-        [*pin, sys.executable, "-m", "fhir_server.cli", "serve", "--store", f"sqlite:///{db}", "--port", str(port),
+        [*pin, sys.executable, "-m", "fhir_server.cli", "serve", "--store", url, "--port", str(port),
          "--no-access-log", "--log-level", "warning"], env=env, cwd=ROOT)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -290,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="requests per query kind")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="keep the database directory")
+    parser.add_argument("--store", default=None,
+                        help="store URL to load and serve (default: $FHIR_STORE, else a fresh SQLite file);"
+                             " use an empty MongoDB database, e.g. mongodb://host/bench")
     parser.add_argument("--wrk-seconds", type=int, default=10,
                         help="also measure each kind with wrk for this long (0: skip; needs wrk)")
     args = parser.parse_args(argv)
@@ -297,11 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fhir-search-bench-"))
     db = workdir / "fhir.db"
     dataset = Dataset(args.resources)
-    count, seconds = load(db, dataset)
-    print(f"loaded {count} resources in {seconds:.1f} s ({count / seconds:.0f}/s) into {db}")
+    url = args.store or os.environ.get("FHIR_STORE") or f"sqlite:///{db}"
+    count, seconds = load(url, dataset)
+    print(f"loaded {count} resources in {seconds:.1f} s ({count / seconds:.0f}/s) into {url.split('@')[-1]}")
 
     port = free_port()
-    server = start_server(db, port)
+    server = start_server(url, port)
     if _two_cpus():
         os.sched_setaffinity(0, {1})
     try:
