@@ -33,6 +33,16 @@ class ConceptMapIndex:
     unmapped: Target | None = None
     target_system: str = ""
 
+    def reverse(self, code: str) -> str | None:
+        """The first source code that maps to ``code`` (FHIR → legacy, for outbound messages)."""
+        inverse = self.__dict__.get("_inverse")
+        if inverse is None:
+            inverse = {}
+            for source, target in self.codes.items():
+                inverse.setdefault(target.code, source)
+            self.__dict__["_inverse"] = inverse
+        return inverse.get(code)
+
     def translate(self, code: str, system: str = "") -> Target | None:
         if system:
             hit = self.qualified.get((system, code))

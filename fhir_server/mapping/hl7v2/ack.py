@@ -20,14 +20,16 @@ _LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+))?(?:\.(\d+))?
 _counter = itertools.count(1)
 
 
-def _now(offset: str) -> str:
+def timestamp(offset: str) -> str:
+    """Now as an HL7 DTM with the given offset."""
     sign = 1 if offset[0] == "+" else -1
     delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
     return datetime.now(timezone(sign * delta)).strftime("%Y%m%d%H%M%S") + offset.replace(":", "")
 
 
-def control_id() -> str:
-    return f"ACK{int(time.time() * 1000)}{next(_counter) % 100000:05d}"
+def control_id(prefix: str = "ACK") -> str:
+    """A new MSH-10: milliseconds plus a per-process counter."""
+    return f"{prefix}{int(time.time() * 1000)}{next(_counter) % 100000:05d}"
 
 
 def build_ack(
@@ -58,7 +60,7 @@ def build_ack(
         version, processing, charset = "2.5", "P", ""
     msh_fields = [
         "MSH", seps.encoding_characters, sending_app, sending_fac, receiving_app, receiving_fac,
-        _now(default_offset), "", f"ACK{c}{trigger}{c}ACK" if trigger else "ACK", control_id(), processing, version,
+        timestamp(default_offset), "", f"ACK{c}{trigger}{c}ACK" if trigger else "ACK", control_id(), processing, version,
         "", "", "", "", "", charset,
     ]
     while msh_fields and msh_fields[-1] == "":
