@@ -324,7 +324,13 @@ class _Sql:
                 key, table = clause.key, _table(kind)
             return missing, f"SELECT x.rid FROM {table} x WHERE {on_r}x.param = {self.bind(key)}"
         selects = []
-        for value in clause.values:
+        values = clause.values
+        if kind == "token" and modifier in (None, "not", "identifier") and len(values) > 1 and all(
+                isinstance(v, q.TokenValue) and v.system is None and v.code is not None for v in values):
+            # plain codes: one index probe list instead of a union of selects
+            head = f"SELECT x.rid FROM idx_token x WHERE {on_r}x.param = {self.bind(clause.key)}"
+            return modifier == "not", f"{head} AND x.code IN ({self.bind(*(v.code for v in values))})"
+        for value in values:
             if kind == "composite":
                 selects.append(self._composite(value, correlate))
                 continue
@@ -469,15 +475,18 @@ class SQLiteIndex:
         result = SearchResult()
         base_url = query.base_url.rstrip("/")
 
-        if query.total != "none" and query.limit_all is None:
+        direction, boundary = self._decode_cursor(query.cursor, len(query.sort))
+        want_total = query.total != "none" and query.limit_all is None
+        if want_total and (boundary is not None or query.count == 0):
             sql = _Sql(self, base_url)
             result.total = conn.execute(f"SELECT count(*) {self._from_where(sql, query)}", sql.args).fetchone()[0]
         if query.count == 0 and query.limit_all is None:
             return result
+        # on a first page the total rides along as a window count over the same rows
+        window = want_total and boundary is None
 
         sql = _Sql(self, base_url)
         where = self._from_where(sql, query)
-        direction, boundary = self._decode_cursor(query.cursor, len(query.sort))
         backward = direction == "p"
         # the ordering: for each key, missing values last, then the value; ties broken by rid
         order_terms = []
@@ -496,8 +505,13 @@ class SQLiteIndex:
         order_sql = ", ".join(f"{expr} {'DESC' if desc != backward else 'ASC'}" for expr, desc in order_terms)
         select_cols = ", ".join(expr for expr, _ in order_terms)
         limit = query.limit_all if query.limit_all is not None else query.count
+        if window:
+            select_cols += ", count(*) OVER ()"
         statement = f"SELECT r.rtype, r.id, {select_cols} {where} ORDER BY {order_sql} LIMIT ?"
         rows = conn.execute(statement, sql.args + [limit + 1]).fetchall()
+        if window:
+            result.total = rows[0][-1] if rows else 0
+            rows = [row[:-1] for row in rows]
         more = len(rows) > limit
         rows = rows[:limit]
         if backward:
