@@ -40,7 +40,13 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("AUTHENTICATION IS OFF: anyone who can reach %s can read and write every resource "
                     "(development mode; set FHIR_AUTH=1 for production)", settings.host)
     log.info("store: %s", settings.resolved_store_url.split("@")[-1])
-    app = create_app(settings)
+    from .store.mongo import StoreUnavailable
+
+    try:
+        app = create_app(settings)
+    except StoreUnavailable as error:
+        log.error("%s", error)
+        return 2
     tls = {"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile} if args.ssl_certfile else {}
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
                 access_log=args.access_log, workers=1, **tls)

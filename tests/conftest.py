@@ -31,9 +31,20 @@ def make_store(backend: str, tmp_path):
     if backend == "mongomock":
         return open_store(f"mongomock://localhost/test_{uuid.uuid4().hex[:12]}")
     if backend == "mongodb":
-        base = os.environ["FHIR_TEST_MONGODB_URI"].rstrip("/")
-        return open_store(f"{base}/test_{uuid.uuid4().hex[:12]}")
+        # mongodb://host[:port][/anydb][?options] → the same server and options, a fresh database
+        uri, _, options = os.environ["FHIR_TEST_MONGODB_URI"].partition("?")
+        scheme, _, rest = uri.partition("://")
+        url = f"{scheme}://{rest.split('/', 1)[0]}/test_{uuid.uuid4().hex[:12]}"
+        return open_store(url + (f"?{options}" if options else ""))
     raise ValueError(backend)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test parametrised on the real MongoDB backend, so ``-m mongodb`` selects them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "mongodb" in callspec.params.values():
+            item.add_marker(pytest.mark.mongodb)
 
 
 @pytest.fixture(params=BACKENDS)

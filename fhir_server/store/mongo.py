@@ -73,6 +73,16 @@ def _split_url(url: str) -> tuple[str, str, dict[str, str]]:
     return driver_url, database or "fhir", own | {"_driver": options}
 
 
+def _by_key(key: str) -> dict:
+    """The filter for one document by ``_id`` (``Type/id`` or ``Type/id/version``), with the shard key.
+
+    ``type`` and ``id`` are the shard key of both collections (docs/mongodb.md), so every
+    by-id read and write names them and is routed to one shard.
+    """
+    resource_type, id = key.split("/")[:2]
+    return {"_id": key, "type": resource_type, "id": id}
+
+
 def _record(doc: dict) -> StoredResource:
     return StoredResource(doc["type"], doc["id"], doc["version"], doc["lastUpdated"], doc["deleted"],
                           bytes(doc["body"]), doc.get("method", "PUT"))
@@ -101,12 +111,12 @@ class MongoSession:
     # ---- reads ---------------------------------------------------------------------------
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
-        doc = self.store.db[RESOURCES].find_one({"_id": f"{resource_type}/{id}"}, {f: 0 for f in INDEX_FIELDS},
+        doc = self.store.db[RESOURCES].find_one(_by_key(f"{resource_type}/{id}"), {f: 0 for f in INDEX_FIELDS},
                                                 session=self.cs)
         return _record(doc) if doc else None
 
     def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
-        doc = self.store.db[HISTORY].find_one({"_id": f"{resource_type}/{id}/{int(version)}"}, session=self.cs)
+        doc = self.store.db[HISTORY].find_one(_by_key(f"{resource_type}/{id}/{int(version)}"), session=self.cs)
         return _record(doc) if doc else None
 
     def history(self, resource_type: str | None = None, id: str | None = None, since: str | None = None,
@@ -153,9 +163,9 @@ class MongoSession:
         key = f"{record.resource_type}/{record.id}"
         resources = store.db[RESOURCES]
         if self.cs is None:  # without a transaction the undo log restores the previous document
-            previous = resources.find_one({"_id": key})
+            previous = resources.find_one(_by_key(key))
         else:
-            previous = self._guarded(lambda: resources.find_one({"_id": key}, {"rid": 1, "deleted": 1},
+            previous = self._guarded(lambda: resources.find_one(_by_key(key), {"rid": 1, "deleted": 1},
                                                                 session=self.cs))
         seq = store.next_sequence()
         doc = {"_id": key, "type": record.resource_type, "id": record.id, "version": record.version,
@@ -183,7 +193,8 @@ class MongoSession:
             except DuplicateKeyError:
                 raise VersionConflict(key) from None
         else:
-            result = resources.replace_one({"_id": key, "version": int(expected_version)}, doc, session=self.cs)
+            result = resources.replace_one({**_by_key(key), "version": int(expected_version)}, doc,
+                                           session=self.cs)
             if result.matched_count != 1:
                 raise VersionConflict(key)
 
@@ -230,11 +241,11 @@ class MongoSession:
         db = self.store.db
         for collection, key, previous in reversed(self.undo):
             if collection == HISTORY:
-                db[HISTORY].delete_one({"_id": key})
+                db[HISTORY].delete_one(_by_key(key))
             elif previous is None:
-                db[RESOURCES].delete_one({"_id": key})
+                db[RESOURCES].delete_one(_by_key(key))
             else:
-                db[RESOURCES].replace_one({"_id": key}, previous)
+                db[RESOURCES].replace_one(_by_key(key), previous)
         self.undo.clear()
 
     def release(self) -> None:
@@ -299,7 +310,8 @@ class MongoStore:
             client = MongoClient(driver_url, **kwargs)
             client.admin.command("ping")
         except PyMongoError as error:
-            raise StoreUnavailable(f"MongoDB at {redact(url)} is unreachable: {error}") from None
+            detail = str(error).split(", Timeout:")[0]  # the driver's topology dump adds nothing for an operator
+            raise StoreUnavailable(f"MongoDB at {redact(url)} is unreachable: {detail}") from None
         return cls(client, database, mode=mode, txn_read_concern=read_concern, url=url)
 
     def _has_transactions(self) -> bool:

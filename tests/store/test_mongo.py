@@ -74,6 +74,16 @@ def test_unreachable_server_fails_fast_with_the_redacted_url():
     assert "s3cret" not in message
 
 
+def test_serve_stops_with_one_clear_line_when_mongodb_is_unreachable(caplog, tmp_path):
+    from fhir_server.cli import main
+
+    url = "mongodb://alice:s3cret@127.0.0.1:9/referral?serverSelectionTimeoutMS=200"
+    assert main(["serve", "--store", url, "--data-dir", str(tmp_path), "--port", "9"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("MongoDB at mongodb://***@127.0.0.1:9/referral")
+    assert "s3cret" not in caplog.text
+
+
 class _Admin:
     def __init__(self, reply):
         self.reply = reply
