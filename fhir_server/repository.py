@@ -260,6 +260,8 @@ class Repository:
             patched = jsonpatch.apply_patch(fjson.loads(current.body), patch)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
             raise FhirError(422, f"the patch cannot be applied: {exc}", "processing") from None
+        if not isinstance(patched, dict):  # e.g. an "add" at the root path replacing the whole document
+            raise FhirError(422, "the patch must leave a resource (a JSON object)", "invalid")
         if patched.get("id") != id or patched.get("resourceType") != resource_type:
             raise FhirError(422, "a patch may not change resourceType or id", "invalid", ["id"])
         return self.update_in(session, resource_type, id, patched, if_match, method="PATCH")
