@@ -156,3 +156,42 @@ def test_invariant_error_in_expression_is_reported():
     [problem] = validator.validate({"resourceType": "Patient"}, ["http://example.org/StructureDefinition/p"])
     assert (problem["severity"], problem["code"], problem["expression"]) == ("warning", "invariant", ["Patient"])
     assert validator.validate({"resourceType": "Patient", "name": [{"text": "x"}]}, ["http://example.org/StructureDefinition/p"]) == []
+
+
+def test_type_discriminator_on_a_choice_element():
+    sd = {
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/StructureDefinition/bp",
+        "kind": "resource",
+        "type": "Observation",
+        "derivation": "constraint",
+        "snapshot": {
+            "element": [
+                {"id": "Observation", "path": "Observation", "min": 0, "max": "*"},
+                {
+                    "id": "Observation.value[x]",
+                    "path": "Observation.value[x]",
+                    "min": 0,
+                    "max": "1",
+                    "base": {"path": "Observation.value[x]", "min": 0, "max": "1"},
+                    "type": [{"code": "Quantity"}, {"code": "string"}],
+                    "slicing": {"discriminator": [{"type": "type", "path": "$this"}], "rules": "closed"},
+                },
+                {
+                    "id": "Observation.value[x]:valueQuantity",
+                    "path": "Observation.value[x]",
+                    "sliceName": "valueQuantity",
+                    "min": 1,
+                    "max": "1",
+                    "base": {"path": "Observation.value[x]", "min": 0, "max": "1"},
+                    "type": [{"code": "Quantity"}],
+                },
+            ]
+        },
+    }
+    validator = ProfileValidator([sd], Terminology(), "http://example.org")
+    profile = ["http://example.org/StructureDefinition/bp"]
+    assert validator.validate({"resourceType": "Observation", "valueQuantity": {"value": 120}}, profile) == []
+    problems = validator.validate({"resourceType": "Observation", "valueString": "120/80"}, profile)
+    assert {p["code"] for p in problems} == {"required", "structure"}
+    assert any(p["expression"] == ["Observation.value.ofType(string)"] for p in problems)

@@ -174,6 +174,22 @@ def complex_extension(
     return structure_definition(id_, "Extension", title, description, elements, kind="complex-type", context=context)
 
 
+def metadata(resource_type: str, id_: str, title: str, description: str, canonical: str) -> dict:
+    """The leading elements every IG terminology resource shares."""
+    return {
+        "resourceType": resource_type,
+        "id": id_,
+        "url": canonical,
+        "version": VERSION,
+        "name": "".join(part.capitalize() for part in id_.replace(".", "-").split("-")),
+        "title": title,
+        "status": "active",
+        "date": DATE,
+        "publisher": PUBLISHER,
+        "description": description,
+    }
+
+
 def code_system(
     id_: str,
     title: str,
@@ -185,16 +201,7 @@ def code_system(
 ) -> dict:
     """A complete CodeSystem; concepts are (code, 中文 display, English display[, definition])."""
     return {
-        "resourceType": "CodeSystem",
-        "id": id_,
-        "url": system_url or cs_url(id_),
-        "version": VERSION,
-        "name": "".join(part.capitalize() for part in id_.replace(".", "-").split("-")),
-        "title": title,
-        "status": "active",
-        "date": DATE,
-        "publisher": PUBLISHER,
-        "description": description,
+        **metadata("CodeSystem", id_, title, description, system_url or cs_url(id_)),
         "caseSensitive": True,
         "valueSet": vs_url(id_),
         "content": content,
@@ -213,19 +220,7 @@ def _concept(entry: tuple) -> dict:
 
 
 def value_set(id_: str, title: str, description: str, include: list[dict]) -> dict:
-    return {
-        "resourceType": "ValueSet",
-        "id": id_,
-        "url": vs_url(id_),
-        "version": VERSION,
-        "name": "".join(part.capitalize() for part in id_.replace(".", "-").split("-")),
-        "title": title,
-        "status": "active",
-        "date": DATE,
-        "publisher": PUBLISHER,
-        "description": description,
-        "compose": {"include": include},
-    }
+    return {**metadata("ValueSet", id_, title, description, vs_url(id_)), "compose": {"include": include}}
 
 
 def whole_system_value_set(code_system_resource: dict) -> dict:
