@@ -99,8 +99,14 @@ class Compiler:
                 key, field = clause.key, _field(kind)
             present = {field: {"$elemMatch": {"k": key}}}
             return {"$nor": [present]} if clause.values[0].missing else present
+        values = clause.values
+        if kind == "token" and modifier in (None, "not", "identifier") and len(values) > 1 and all(
+                isinstance(v, q.TokenValue) and v.system is None and v.code is not None for v in values):
+            # plain codes (status=requested,received): one index probe list instead of an $or
+            match = {"tok": {"$elemMatch": {"k": clause.key, "c": {"$in": [v.code for v in values]}}}}
+            return {"$nor": [match]} if modifier == "not" else match
         branches = []
-        for value in clause.values:
+        for value in values:
             if kind == "composite":
                 branches.append(self._composite(value))
                 continue
