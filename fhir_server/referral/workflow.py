@@ -38,6 +38,20 @@ def acting_as(organization: str | None):
         CALLER_ORGANIZATION.reset(token)
 
 
+def caller_identity() -> tuple[str | None, str | None]:
+    """(organisation, practitioner role) the current request acts for: an explicit :func:`acting_as`, else the
+    authenticated caller of the security layer. Platform administrators act for no side (None)."""
+    explicit = CALLER_ORGANIZATION.get()
+    if explicit:
+        return explicit, None
+    from fhir_server.security.context import current_caller
+
+    caller = current_caller()
+    if caller is None or caller.admin:
+        return None, None
+    return caller.organization, caller.practitioner_role
+
+
 #: status → statuses it may move to (None: creation)
 TASK_TRANSITIONS: dict[str | None, tuple[str, ...]] = {
     None: ("draft", "requested"),
@@ -210,7 +224,9 @@ def _changes(resource: dict, previous: dict | None) -> list[str]:
     return changes
 
 
-def provenance(record, resource: dict, previous: dict | None, changes: list[str], who: str | None) -> dict:
+def provenance(record, resource: dict, previous: dict | None, changes: list[str], who: str | None,
+               role: str | None = None) -> dict:
+    """The audit record of one transition: the new version, who (role on behalf of organisation), what changed."""
     target = f"{record.resource_type}/{record.id}/_history/{record.version}"
     prov: dict = {
         "resourceType": "Provenance",
@@ -221,6 +237,8 @@ def provenance(record, resource: dict, previous: dict | None, changes: list[str]
         "agent": [{"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author"}]},
                    "who": {"reference": who} if who else {"display": "unknown"}}],
     }
+    if role and who:
+        prov["agent"][0].update(who={"reference": role}, onBehalfOf={"reference": who})
     if previous is not None:
         prov["entity"] = [{"role": "revision",
                            "what": {"reference": f"{record.resource_type}/{record.id}/_history/{record.version - 1}"}}]
@@ -277,12 +295,12 @@ class Workflow:
         if resource_type == "Task":
             facts = Facts(session)
             if is_referral_task(resource, facts) or (previous and is_referral_task(previous, facts)):
-                return check_task(facts, resource, previous, CALLER_ORGANIZATION.get())
+                return check_task(facts, resource, previous, caller_identity()[0])
         return []
 
     def precommit(self, session, records: list) -> None:
         facts = Facts(session)
-        caller = CALLER_ORGANIZATION.get()
+        caller, role = caller_identity()
         for record in records:
             if record.deleted or record.resource_type not in ("Task", "ServiceRequest"):
                 continue
@@ -306,7 +324,7 @@ class Workflow:
             changes = _changes(resource, previous)
             if changes:
                 who = _actor(facts, resource, previous, caller)
-                self.repository.create_in(session, provenance(record, resource, previous, changes, who))
+                self.repository.create_in(session, provenance(record, resource, previous, changes, who, role))
 
     def _ensure_task(self, session, facts: Facts, record, request: dict, previous: dict | None) -> None:
         if request.get("status") != "active" or (previous or {}).get("status") == "active":

@@ -114,6 +114,13 @@ def test_up_and_down_referral_journey(network):
     down = fixture("down-referral.json")
     down["entry"][0]["resource"]["supportingInfo"] = [{"reference": f"DocumentReference/{summary['id']}"}]
     down["entry"][0]["resource"]["basedOn"] = [{"reference": request_ref}]
+    # the follow-up plan travels with the down-referral: rehabilitation at the village clinic
+    plan = post(client, {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                         "title": "脑梗死恢复期康复计划", "subject": {"reference": "Patient/zhang-san"},
+                         "author": {"reference": "PractitionerRole/role-county-attending"},
+                         "activity": [{"detail": {"status": "scheduled", "description": "每周两次康复训练，村医随访"}}]})
+    down["entry"][1]["resource"]["input"] = [{"type": {"text": "随访计划 Follow-up plan"},
+                                              "valueReference": {"reference": f"CarePlan/{plan['id']}"}}]
     down_ids = send_bundle(client, down)
     completed = advance(client, task_id, "completed", output=[
         {"type": {"text": "出院小结"}, "valueReference": {"reference": f"DocumentReference/{summary['id']}"}},
@@ -124,6 +131,7 @@ def test_up_and_down_referral_journey(network):
 
     # the village clinic takes the patient back
     down_task = down_ids["Task"]
+    assert read(client, f"Task/{down_task}")["input"][0]["valueReference"]["reference"] == f"CarePlan/{plan['id']}"
     down_request = f"ServiceRequest/{down_ids['ServiceRequest']}"
     for step in ("received", "accepted"):
         assert advance(client, down_task, step).status_code == 200
@@ -273,3 +281,37 @@ def test_only_the_right_side_moves_the_task(app, network):
     trail = provenance_for(network, f"Task/{task['id']}")
     assert [p["agent"][0]["who"]["reference"] for p in trail] == [
         "Organization/village-a", "Organization/county-hosp", "Organization/village-a"]
+
+
+def test_authenticated_caller_is_the_side_and_the_agent(app, network):
+    from fhir_server.security.context import Caller
+    from fhir_server.security.context import acting_as as authenticated
+
+    ids = send(network)
+    repository = app.state.repository
+    task = read(network, f"Task/{ids['Task']}")
+    village = Caller("village-his", "Organization/village-a", "PractitionerRole/role-village")
+    county = Caller("county-centre", "Organization/county-hosp", "PractitionerRole/role-county-attending")
+    with authenticated(village):
+        with pytest.raises(Exception) as refused:
+            repository.update("Task", task["id"], moved(task, "received"))
+    assert getattr(refused.value, "status", None) == 403
+    with authenticated(county):
+        repository.update("Task", task["id"], moved(task, "received"))
+    last = provenance_for(network, f"Task/{task['id']}")[-1]
+    assert last["agent"][0]["who"] == {"reference": "PractitionerRole/role-county-attending"}
+    assert last["agent"][0]["onBehalfOf"] == {"reference": "Organization/county-hosp"}
+    # a platform administrator acts for no side
+    with authenticated(Caller("platform", "Organization/platform", admin=True)):
+        repository.update("Task", task["id"], moved(read(network, f"Task/{task['id']}"), "received", "under-review"))
+
+
+def test_referral_centre_worklist_by_search(network):
+    first, second = send(network)["Task"], send(network)["Task"]
+    assert advance(network, second, "received").status_code == 200
+    response = network.get("/Task", params={"owner": "Organization/county-hosp", "status": "requested",
+                                            "_sort": "-authored-on"})
+    assert response.status_code == 200, response.text
+    assert [e["resource"]["id"] for e in response.json().get("entry", [])] == [first]
+    response = network.get("/Task", params={"owner": "Organization/village-a", "status": "requested"})
+    assert response.json().get("entry", []) == []
