@@ -289,6 +289,9 @@ class Compiler:
             where = f"$.resources[{r}]"
             if item["key"] in self.keys:
                 raise self.error(f"{where}.key", f"resource key {item['key']!r} is used twice")
+            if "resourceType" not in item:
+                raise self.error(where, f"resource {item['key']!r} names neither a resourceType nor a segment map (use)"
+                                        " and is not a resource of the spec it extends")
             rdef = ResourceDef(key=item["key"], resource_type=item["resourceType"], where=where)
             anchor = item.get("segment") or item.get("context")
             if anchor:
