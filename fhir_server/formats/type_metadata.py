@@ -49,6 +49,7 @@ class ElementInfo:
     json_type: str | None = None  # for PRIMITIVE: BOOLEAN, INTEGER, DECIMAL or STRING
     type_class: type | None = None  # for COMPLEX: the model class of the element's type
     choice_group: str | None = None  # for value[x]-style elements: "value"
+    position: int = 0  # index in the definition order
 
     @property
     def type_info(self) -> "TypeInfo":
@@ -81,7 +82,12 @@ def _model_of(marker: type) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def _element_info(name: str, annotation, extra: dict) -> ElementInfo:
+def _element_info(name: str, annotation, extra: dict, position: int) -> ElementInfo:
+    info = _describe(name, annotation, extra)
+    return ElementInfo(info.name, info.repeats, info.kind, info.json_type, info.type_class, info.choice_group, position)
+
+
+def _describe(name: str, annotation, extra: dict) -> ElementInfo:
     inner = _unwrap_optional(annotation)
     repeats = typing.get_origin(inner) in (list, typing.List)
     if repeats:
@@ -118,9 +124,9 @@ def type_info(cls: type) -> TypeInfo:
     by_alias = {f.alias or n: f for n, f in cls.model_fields.items()}
     is_resource = issubclass(cls, Resource)
     info = TypeInfo(name=cls.__resource_type__, is_resource=is_resource)
-    for name in cls.elements_sequence():
+    for position, name in enumerate(cls.elements_sequence()):
         f = by_alias[name]
-        info.elements[name] = _element_info(name, f.annotation, f.json_schema_extra or {})
+        info.elements[name] = _element_info(name, f.annotation, f.json_schema_extra or {}, position)
     attributes = set()
     if not is_resource and "id" in info.elements:
         attributes.add("id")

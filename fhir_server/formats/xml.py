@@ -35,6 +35,7 @@ from fhir_server.formats.xhtml import XHTML_NS, div_to_string, string_to_div
 FHIR_NS = "http://hl7.org/fhir"
 _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _F = "{" + FHIR_NS + "}"
+_F_LENGTH = len(_F)
 _XHTML_DIV = "{" + XHTML_NS + "}div"
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -122,13 +123,17 @@ def _local_name(element: etree._Element, path: str) -> str:
     return tag[len(_F) :]
 
 
+def _text_error(path: str) -> FhirError:
+    return _structure_error(f"Text content is not allowed in {path} (values go in @value)", path)
+
+
 def _children(element: etree._Element, path: str):
     """Element children, refusing text content (FHIR XML carries values in attributes)."""
     if element.text and not element.text.isspace():
-        raise _structure_error(f"Text content is not allowed in {path} (values go in @value)", path)
+        raise _text_error(path)
     for child in element:
         if child.tail and not child.tail.isspace():
-            raise _structure_error(f"Text content is not allowed in {path} (values go in @value)", path)
+            raise _text_error(path)
         if isinstance(child.tag, str):
             yield child
 
@@ -162,29 +167,46 @@ def _read_complex(element: etree._Element, info: meta.TypeInfo, path: str) -> di
 def _read_elements(element: etree._Element, info: meta.TypeInfo, path: str, result: dict) -> None:
     found: dict[str, list] = {}
     elements = info.elements
-    for child in _children(element, path):
-        if child.tag == _XHTML_DIV:
+    in_order = True
+    last = -1
+    text = element.text
+    if text and not text.isspace():
+        raise _text_error(path)
+    for child in element:
+        tail = child.tail
+        if tail and not tail.isspace():
+            raise _text_error(path)
+        tag = child.tag
+        if not isinstance(tag, str):  # a comment
+            continue
+        if tag.startswith(_F):
+            name = tag[_F_LENGTH:]
+        elif tag == _XHTML_DIV:
             name = "div"
         else:
             name = _local_name(child, path)
         element_info = elements.get(name)
         if element_info is None or name in info.attributes:
             raise _structure_error(f"Unknown element '{name}' in {path}", f"{path}.{name}")
-        if element_info.kind == meta.XHTML and child.tag != _XHTML_DIV:
+        if element_info.kind == meta.XHTML and tag != _XHTML_DIV:
             raise _structure_error(f"{path}.div must be an XHTML <div> in namespace '{XHTML_NS}'", f"{path}.div")
         values = found.get(name)
         if values is None:
-            found[name] = values = []
+            found[name] = values = [child]
+            if element_info.position < last:
+                in_order = False
+            last = element_info.position
         elif not element_info.repeats:
             raise _structure_error(f"Element '{name}' occurs more than once in {path}", f"{path}.{name}")
-        values.append(child)
+        else:
+            values.append(child)
     if not found:
         return
+    names = found if in_order else sorted(found, key=lambda n: elements[n].position)
     groups: dict[str, str] = {}
-    for name, element_info in elements.items():  # definition order makes the JSON order
-        children = found.get(name)
-        if children is None:
-            continue
+    for name in names:  # definition order makes the JSON order
+        children = found[name]
+        element_info = elements[name]
         child_path = f"{path}.{name}"
         group = element_info.choice_group
         if group is not None:
@@ -231,7 +253,8 @@ def _read_primitive(element: etree._Element, json_type: str, path: str):
             raise _structure_error(f"Unexpected attribute '{attribute}' on {path}", path)
     extensions = []
     extension_info = None
-    for child in _children(element, path):
+    children = _children(element, path) if len(element) or element.text else ()
+    for child in children:
         name = _local_name(child, path)
         if name != "extension":
             raise _structure_error(
@@ -325,15 +348,24 @@ def _write_resource(resource, path: str, parent: etree._Element | None) -> etree
 
 def _write_elements(obj: dict, info: meta.TypeInfo, path: str, element: etree._Element, skip=()) -> None:
     elements = info.elements
+    present: dict[str, meta.ElementInfo] = {}
+    in_order = True
+    last = -1
     for key in obj:
         if key in skip or key == "fhir_comments":
             continue
-        name = key[1:] if key[0:1] == "_" else key
+        name = key[1:] if key[0] == "_" else key
         element_info = elements.get(name)
         if element_info is None or (key != name and element_info.kind != meta.PRIMITIVE):
             raise _structure_error(f"Unknown property '{key}' in {path}", f"{path}.{key}")
+        if element_info.position < last:
+            in_order = False
+        last = element_info.position
+        present[name] = element_info
+    names = present if in_order else sorted(present, key=lambda n: present[n].position)
     attributes = info.attributes
-    for name, element_info in elements.items():
+    for name in names:  # XML order is the definition order, whatever the JSON key order
+        element_info = present[name]
         value = obj.get(name)
         if name in attributes:
             if value is not None:
