@@ -67,3 +67,17 @@ def test_bad_messages_answer_with_an_operation_outcome(settings, store):
         assert client.get("/Patient").json().get("entry", []) == []
         empty = client.post("/$convert", content=b"", headers=HL7)
         assert empty.status_code == 400
+
+
+def test_xml_documents_over_http(settings, store):
+    with _client(settings, store) as client:
+        converted = client.post("/$convert", content=sample("cda_referral.xml"), headers={"Content-Type": "text/xml"})
+        assert converted.status_code == 200, converted.text
+        bundle = _param(converted.json(), "return")["resource"]
+        assert any(e["resource"]["resourceType"] == "ServiceRequest" for e in bundle["entry"])
+        registered = client.post("/$ingest", content=sample("v3_patient_add.xml"), headers={"Content-Type": "text/xml"})
+        assert registered.status_code == 200, registered.text
+        assert client.get("/Patient?identifier=urn:oid:2.16.156.10011.1.3|622101195503031111").json()["total"] == 1
+        bomb = b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>'
+        refused = client.post("/$ingest", content=bomb, headers={"Content-Type": "text/xml"})
+        assert refused.status_code == 400 and "DOCTYPE" in refused.text
