@@ -1,6 +1,6 @@
 """The regional referral rules engine: rule sets are data, evaluators are small functions.
 
-A rule set (JSON or YAML under ``fhir_server/referral/rules/``, validated against
+A rule set (JSON or YAML under ``fhir_server/referral/rule_sets/``, validated against
 ``rule-set.schema.json`` when loaded) carries the region's numbers in ``parameters`` and a list of
 rules, each with an id, the evaluator it uses (``check``), a severity and a message in Chinese and
 English. A regional set ``extends`` the national one: parameters are merged key by key, rules
@@ -26,7 +26,7 @@ from fhir_server.ig.canonical import CANONICAL
 from . import vocabulary as v
 from .facts import Facts, local_reference
 
-RULES_DIR = Path(__file__).resolve().parent / "rules"
+RULES_DIR = Path(__file__).resolve().parent / "rule_sets"
 SCHEMA_PATH = RULES_DIR / "rule-set.schema.json"
 DEFAULT_RULE_SET = "national"
 
