@@ -101,7 +101,8 @@ async def metadata(request: Request) -> Response:
 
 
 @router.api_route("/{first}", methods=_ALL)
-async def type_level(request: Request, first: str) -> Response:
+async def type_level(request: Request) -> Response:
+    first = request.path_params["first"]  # read here, not declared: FastAPI's parameter solving is costly
     if first.startswith("$"):
         return await _operation(request, first[1:], "system", None, None)
     if first == "_history":
@@ -146,7 +147,8 @@ async def type_level(request: Request, first: str) -> Response:
 
 
 @router.api_route("/{resource_type}/{second}", methods=_ALL)
-async def instance_level(request: Request, resource_type: str, second: str) -> Response:
+async def instance_level(request: Request) -> Response:
+    resource_type, second = request.path_params["resource_type"], request.path_params["second"]
     if second.startswith("$"):
         check_type(resource_type)
         return await _operation(request, second[1:], "type", resource_type, None)
@@ -242,3 +244,11 @@ async def _operation(request: Request, name: str, level: str, resource_type: str
     if isinstance(result, Response):
         return result
     return render(request, result)
+
+
+# The catch-all routes differ in their number of path segments, so their order never changes which
+# one a path selects; trying the instance route (read, update, delete: the most frequent requests)
+# first saves matching it against the others. A fixed two-segment path added here must go before it.
+_instance_route = next(r for r in router.routes if getattr(r, "path", None) == "/{resource_type}/{second}")
+router.routes.remove(_instance_route)
+router.routes.insert(0, _instance_route)
