@@ -183,9 +183,11 @@ class TokenService:
             cached = self._verified.get(access_token)
         if cached is not None:
             caller, exp = cached
-            if exp > now:
-                return caller
-            raise InvalidToken("the access token has expired")
+            if exp <= now:
+                raise InvalidToken("the access token has expired")
+            if self.registry.get(caller.client_id) is None:
+                raise InvalidToken("the client is no longer registered")
+            return caller
         try:
             token = jwt.decode(access_token, self.key, algorithms=["HS256"])
             jwt.JWTClaimsRegistry(now=int(now), iss={"essential": True, "value": _ISSUER},
