@@ -2,8 +2,9 @@
 
 Rules followed (FHIR R4 "Profiling" and ElementDefinition):
 - every differential element is matched to the snapshot element with the same ``id``; its properties
-  replace the base ones, except ``constraint`` which is added to the inherited constraints (with
-  ``source`` set to the profile's URL);
+  replace the base ones, except ``constraint`` and ``mapping``, which are added to the inherited ones
+  (constraints get ``source`` set to the profile's URL); the profile declares the base's mapping
+  identities beside its own;
 - a differential element that is not in the snapshot yet is created: a slice (``a.b:name``) is a copy
   of the sliced element placed after that element's children and any earlier slices; a child of an
   element whose type is a data type (``Patient.identifier:nid.system``) is reached by expanding the
@@ -143,6 +144,8 @@ class _Builder:
                     constraint.setdefault("source", self.profile_url)
                     merged.append(constraint)
                 target["constraint"] = merged
+            elif key == "mapping":
+                target["mapping"] = list(target.get("mapping", [])) + copy.deepcopy(value)
             else:
                 target[key] = copy.deepcopy(value)
 
@@ -163,5 +166,9 @@ def with_snapshot(profile: dict, core) -> dict:
     base = core.structure_definition(profile["baseDefinition"])
     result = dict(profile)
     result.pop("snapshot", None)
+    identities = {m["identity"] for m in profile.get("mapping", [])}
+    inherited = [m for m in base.get("mapping", []) if m["identity"] not in identities]
+    if inherited or "mapping" in profile:
+        result["mapping"] = copy.deepcopy(inherited) + list(profile.get("mapping", []))
     result["snapshot"] = generate_snapshot(profile, base, core.structure_definition)
     return result

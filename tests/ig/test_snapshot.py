@@ -43,7 +43,7 @@ def test_snapshot_is_self_consistent(path, core):
     for diff in sd["differential"]["element"]:
         merged = snapshot_by_id[diff["id"]]
         for key, value in diff.items():
-            if key != "constraint":
+            if key not in ("constraint", "mapping"):
                 assert merged[key] == value, f"{diff['id']}.{key} carried into the snapshot"
     # every base element is still there, in the same order
     base_ids = [e["id"] for e in core.structure_definition(sd["baseDefinition"])["snapshot"]["element"]]
@@ -80,6 +80,20 @@ def test_constraints_are_added_with_their_source(core):
     keys = [c["key"] for c in root["constraint"]]
     assert "dom-2" in keys and keys[-1] == "x-1"
     assert root["constraint"][-1]["source"] == "http://example.org/StructureDefinition/p"
+
+
+def test_mappings_are_added_and_their_identities_declared(core):
+    profile = {
+        "url": "http://example.org/StructureDefinition/p",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "mapping": [{"identity": "local", "name": "Local model"}],
+        "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "mapping": [{"identity": "local", "map": "姓名"}]}]},
+    }
+    result = with_snapshot(profile, core)
+    identities = [m["identity"] for m in result["mapping"]]
+    assert identities[-1] == "local" and "rim" in identities
+    name = next(e for e in result["snapshot"]["element"] if e["id"] == "Patient.name")
+    assert name["mapping"][-1] == {"identity": "local", "map": "姓名"} and len(name["mapping"]) > 1
 
 
 def test_unknown_element_is_an_error(core):

@@ -35,9 +35,11 @@ def el(
     min: int | None = None,
     max: str | None = None,
     ms: bool = False,
+    maps: dict[str, str] | None = None,
     **properties,
 ) -> dict:
-    """One differential element; ``zh``/``en`` give the short text, ``definition`` a longer pair."""
+    """One differential element; ``zh``/``en`` give the short text, ``definition`` a longer pair,
+    ``maps`` mapping identity → what the element corresponds to there."""
     element: dict = {"id": element_id, "path": element_path(element_id)}
     if ":" in element_id.rsplit(".", 1)[-1]:
         element["sliceName"] = element_id.rsplit(":", 1)[-1]
@@ -54,6 +56,8 @@ def el(
     element.update(properties)
     if ms:
         element["mustSupport"] = True
+    if maps:
+        element["mapping"] = [{"identity": identity, "map": text} for identity, text in maps.items()]
     return element
 
 
@@ -94,6 +98,7 @@ def structure_definition(
     *,
     kind: str = "resource",
     context: list[str] | None = None,
+    mapping: list[dict] | None = None,
 ) -> dict:
     sd: dict = {
         "resourceType": "StructureDefinition",
@@ -107,6 +112,7 @@ def structure_definition(
         "publisher": PUBLISHER,
         "description": description,
         "fhirVersion": "4.0.1",
+        **({"mapping": mapping} if mapping else {}),
         "kind": kind,
         "abstract": False,
     }

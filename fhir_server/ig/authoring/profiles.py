@@ -54,6 +54,14 @@ def _ext_url(extension_id: str) -> str:
     return sd_url(extension_id)
 
 
+#: WS/T 483.20 转诊（院）记录 (HSDS13.00.001): the referral record's content, element by element
+WST_483_20 = {"identity": "wst483-20", "name": "WS/T 483.20 转诊（院）记录 (HSDS13.00.001)"}
+
+
+def _wst(text: str) -> dict[str, str]:
+    return {"wst483-20": text}
+
+
 REFERRAL_REQUEST = structure_definition(
     "referral-request",
     "ServiceRequest",
@@ -65,6 +73,7 @@ REFERRAL_REQUEST = structure_definition(
             "转诊申请",
             "Referral request",
             definition=("医疗机构之间的双向转诊申请，记录转出、转入机构、转诊原因与病情摘要", "A referral from one institution to another"),
+            maps=_wst("转诊（院）记录"),
             constraint=[
                 constraint(
                     "ref-1",
@@ -96,10 +105,18 @@ REFERRAL_REQUEST = structure_definition(
         el("ServiceRequest.category", "类别", "Category", min=1, ms=True, slicing=slicing("pattern", "$this")),
         el("ServiceRequest.category:referral", "转诊", "Referral", min=1, max="1", patternCodeableConcept=REFERRAL_CATEGORY),
         el("ServiceRequest.priority", "紧急程度", "Priority", min=1, ms=True),
-        el("ServiceRequest.subject", "患者", "Patient", type=reference("cn-patient"), ms=True),
+        el("ServiceRequest.subject", "患者", "Patient", type=reference("cn-patient"), ms=True, maps=_wst("患者基本信息")),
         el("ServiceRequest.occurrence[x]", "期望就诊时间", "Requested time", ms=True),
-        el("ServiceRequest.authoredOn", "申请时间", "Authored on", min=1, ms=True),
-        el("ServiceRequest.requester", "转出医生", "Referring practitioner role", min=1, type=reference("cn-practitioner-role"), ms=True),
+        el("ServiceRequest.authoredOn", "申请时间", "Authored on", min=1, ms=True, maps=_wst("转诊日期")),
+        el(
+            "ServiceRequest.requester",
+            "转出医生",
+            "Referring practitioner role",
+            min=1,
+            type=reference("cn-practitioner-role"),
+            ms=True,
+            maps=_wst("转出医师及转出医疗机构"),
+        ),
         el(
             "ServiceRequest.performer",
             "接收方",
@@ -107,6 +124,7 @@ REFERRAL_REQUEST = structure_definition(
             min=1,
             type=reference("cn-organization", "HealthcareService", "cn-practitioner-role"),
             ms=True,
+            maps=_wst("转入医疗机构及科室"),
         ),
         el(
             "ServiceRequest.reasonCode",
@@ -115,6 +133,7 @@ REFERRAL_REQUEST = structure_definition(
             min=1,
             ms=True,
             binding=binding("extensible", vs_url("referral-reason")),
+            maps=_wst("初步诊断"),
         ),
         el("ServiceRequest.insurance", "医保", "Insurance", type=reference("cn-coverage"), ms=True),
         el(
@@ -125,9 +144,11 @@ REFERRAL_REQUEST = structure_definition(
                 "DocumentReference", "DiagnosticReport", "Observation", "Condition", "Procedure", "MedicationStatement", "Composition", "ImagingStudy"
             ),
             ms=True,
+            maps=_wst("主要检查检验结果与治疗经过"),
         ),
-        el("ServiceRequest.note", "病情摘要与转诊建议", "Summary and advice", ms=True),
+        el("ServiceRequest.note", "病情摘要与转诊建议", "Summary and advice", ms=True, maps=_wst("转诊原因、病情摘要与诊疗建议")),
     ],
+    mapping=[WST_483_20],
 )
 
 REFERRAL_TASK = structure_definition(
