@@ -9,7 +9,9 @@ records every attempt as an ``AuditEvent`` (the delivery log, searchable by
 Payloads never carry more than asked for, and by default less: no ``channel.payload`` → an empty
 POST (R4 "notification only"); a payload mime type → a ``history`` Bundle naming the changed
 resource (``id-only``); the resource body itself only when the Subscription asks for
-``full-resource`` (backport payload-content extension) and :attr:`Notifier.may_see` allows it.
+``full-resource`` (backport payload-content extension) and the subscriber may read it (with access
+control on, the organisation that created the Subscription, checked against the access policy;
+otherwise the notification falls back to id-only).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ IDLE_SECONDS = 5.0
 AUDIT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
               "display": "RESTful Operation"}
 AUDIT_SUBTYPE = {"system": "http://hl7.org/fhir/restful-interaction", "code": "notify"}
+#: who subscribed (organisation reference, or * for the platform), set by the server from the caller
+SUBSCRIBER = "https://fhir.referral.cn/server/StructureDefinition/subscriber"
 #: record types never notified about: the delivery log itself
 SILENT_TYPES = frozenset({"AuditEvent"})
 
@@ -72,8 +76,8 @@ class Notifier:
         extra = repository.settings.extra or {}
         self.retry_delays: tuple[float, ...] = tuple(extra.get("subscription_retry_delays", DEFAULT_RETRY_DELAYS))
         self.base_url = repository.settings.base_url.rstrip("/")
-        #: (subscription, resource) -> may the subscriber see this resource in full? (the access layer sets it)
-        self.may_see: Callable[[dict, dict], bool] = lambda subscription, resource: True
+        #: (subscription, resource) -> may the subscriber see this resource in full?
+        self.may_see: Callable[[dict, dict], bool] = self._may_see
         #: the latest attempts, newest last (the durable log is the AuditEvents)
         self.recent: deque = deque(maxlen=1000)
         self._heap: list[_Job] = []
@@ -104,13 +108,46 @@ class Notifier:
         return []
 
     def activate(self, session, records: list) -> None:
-        """A client asks for a Subscription (``requested``); the server accepts it (``active``), as R4 says."""
+        """Accept a requested Subscription (``requested`` → ``active``, as R4 says) and record who subscribed:
+        the authenticated caller's organisation (``*`` for a platform administrator), never what the client
+        claims — full-resource payloads are filtered by what that subscriber may read."""
+        from fhir_server.security.context import current_caller
+
+        caller = current_caller()
+        subscriber = None if caller is None else ("*" if caller.admin else caller.organization)
         for record in records:
-            if record.resource_type == "Subscription" and not record.deleted:
-                subscription = fjson.loads(record.body)
-                if subscription.get("status") == "requested":
-                    self.repository.update_in(session, "Subscription", record.id,
-                                              {**subscription, "status": "active"})
+            if record.resource_type != "Subscription" or record.deleted:
+                continue
+            subscription = fjson.loads(record.body)
+            changed = {k: val for k, val in subscription.items() if k != "extension"}
+            extensions = [e for e in subscription.get("extension") or [] if e.get("url") != SUBSCRIBER]
+            if subscriber is not None:
+                extensions.append({"url": SUBSCRIBER, "valueString": subscriber})
+            if extensions:
+                changed["extension"] = extensions
+            if changed.get("status") == "requested":
+                changed["status"] = "active"
+            if changed != subscription:
+                self.repository.update_in(session, "Subscription", record.id, changed)
+
+    def _may_see(self, subscription: dict, resource: dict) -> bool:
+        """Without access control everyone sees everything; with it, the recorded subscriber's view."""
+        guard = getattr(self.repository.store, "guard", None)
+        if guard is None:
+            return True
+        subscriber = next((e.get("valueString") for e in subscription.get("extension") or []
+                           if e.get("url") == SUBSCRIBER), None)
+        if subscriber == "*":
+            return True
+        if not subscriber:
+            return False
+        from fhir_server.security.context import Caller
+        from fhir_server.security.policy import visible_ids
+
+        caller = Caller(f"subscription/{subscription.get('id')}", subscriber)
+        with guard.store.session() as session:
+            return resource["id"] in visible_ids(guard.policy, session, caller, resource["resourceType"],
+                                                 [resource["id"]])
 
     def on_commit(self, records: list) -> None:
         if getattr(self._local, "silent", False):

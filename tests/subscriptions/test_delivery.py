@@ -170,3 +170,45 @@ def test_invalid_subscriptions_are_refused(hooked):
                                                       "reason": "r", "criteria": criteria, "channel": channel},
                                headers=FHIR_JSON)
         assert response.status_code == 422, (channel, criteria, response.text)
+
+
+def test_full_resource_only_for_subscribers_who_may_read_it(tmp_path, backend, store, receiver):
+    """With access control on, a full-resource notification carries the resource only when the organisation
+    that subscribed may read it; otherwise it falls back to naming it."""
+    if backend != "sqlite":
+        pytest.skip("the MongoDB search compiler does not yet handle the access policy's all-of conditions")
+    from fhir_server.security.clients import write_clients
+    from fhir_server.security.context import Caller, acting_as
+    from fhir_server.security.scopes import Permissions
+    from fhir_server.subscriptions.delivery import SUBSCRIBER
+
+    everything = Permissions.of(["system/*.cruds"])
+
+    write_clients(tmp_path / "clients.json", {})
+    settings = Settings(data_dir=tmp_path, base_url="http://testserver", auth_enabled=True,
+                        auth_clients_file=str(tmp_path / "clients.json"), auth_token_secret="s" * 32,
+                        extra={"subscription_retry_delays": [0.05]})
+    with TestClient(create_app(settings, store)) as client:
+        repository = client.app.state.repository
+        repository.process_bundle(fixture("network.json"))
+
+        def subscription(path: str, claimed: str) -> dict:
+            channel = {"type": "rest-hook", "endpoint": receiver.url(path), "payload": "application/fhir+json",
+                       "_payload": {"extension": [{"url": BACKPORT, "valueCode": "full-resource"}]}}
+            return {"resourceType": "Subscription", "status": "requested", "reason": "r",
+                    "criteria": "Task?owner=Organization/county-hosp", "channel": channel,
+                    "extension": [{"url": SUBSCRIBER, "valueString": claimed}]}  # a claim the server ignores
+
+        with acting_as(Caller("county", "Organization/county-hosp", permissions=everything)):
+            county = repository.create(subscription("/county", "*")).record.id
+        with acting_as(Caller("sichuan", "Organization/sichuan-hosp", permissions=everything)):
+            outsider = repository.create(subscription("/outsider", "*")).record.id
+        stored = repository.read("Subscription", outsider)
+        assert b"Organization/sichuan-hosp" in stored.body and b'"*"' not in stored.body
+        assert county != outsider
+
+        repository.process_bundle(fixture("up-referral.json"))
+        wait_for(lambda: receiver.on("/county") and receiver.on("/outsider"))
+        assert receiver.on("/county")[0]["body"]["entry"][0]["resource"]["owner"]["reference"] == \
+            "Organization/county-hosp"
+        assert "resource" not in receiver.on("/outsider")[0]["body"]["entry"][0]
