@@ -219,6 +219,8 @@ def _read_elements(element: etree._Element, info: meta.TypeInfo, path: str, resu
         if kind == meta.PRIMITIVE:
             pairs = [_read_primitive(child, element_info.json_type, child_path) for child in children]
             if element_info.repeats:
+                # No value array when every position is null (only extensions), as in the
+                # spec's own examples (Timing.event with cqf-expression).
                 if any(value is not None for value, _ in pairs):
                     result[name] = [value for value, _ in pairs]
                 if any(extra is not None for _, extra in pairs):

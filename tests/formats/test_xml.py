@@ -152,8 +152,10 @@ def test_repeating_primitive_with_extension_only_positions_aligns_nulls():
 
 def test_repeating_primitive_with_only_extensions_has_no_value_array():
     extension = [{"url": "http://example.org/x", "valueBoolean": True}]
-    resource = {"resourceType": "Patient", "name": [{"_given": [{"extension": extension}]}]}
-    assert xml_to_resource(resource_to_xml(resource)) == resource
+    with_nulls = {"resourceType": "Patient", "name": [{"given": [None], "_given": [{"extension": extension}]}]}
+    without = {"resourceType": "Patient", "name": [{"_given": [{"extension": extension}]}]}
+    assert resource_to_xml(with_nulls) == resource_to_xml(without)
+    assert xml_to_resource(resource_to_xml(with_nulls)) == without
 
 
 # ------------------------------------------------------------------ reading hand-written XML
