@@ -9,7 +9,9 @@ Rules followed (FHIR R4 "Profiling" and ElementDefinition):
   of the sliced element placed after that element's children and any earlier slices; a child of an
   element whose type is a data type (``Patient.identifier:nid.system``) is reached by expanding the
   data type's own snapshot under that element (ids and paths rewritten, ``base`` kept);
-- differential elements must be in snapshot order, as the specification requires.
+- differential elements must be in snapshot order, as the specification requires; choice elements are
+  constrained as ``value[x]`` (narrowing ``type``), not through type-named ids like ``valueQuantity``,
+  and slices are not re-sliced — this IG needs neither.
 
 The generator is deterministic, so a test can regenerate every committed snapshot and compare.
 """
