@@ -120,6 +120,20 @@ class Policy:
             self._cache[key] = condition
         return condition
 
+    @staticmethod
+    def tiers(condition) -> list:
+        """``condition`` split into a cheap part (plain clauses, one-hop chains) and the rest, both AnyOf."""
+        from ..search.query import AnyOf, Chain, Clause
+
+        if not isinstance(condition, AnyOf):
+            return [condition]
+        cheap, rest = [], []
+        for alternative in condition.conditions:
+            simple = isinstance(alternative, Clause) or (
+                isinstance(alternative, Chain) and all(isinstance(c, Clause) for _, c in alternative.targets))
+            (cheap if simple else rest).append(alternative)
+        return [AnyOf(tuple(part)) for part in (cheap, rest) if part] or [condition]
+
     def _build(self, caller: Caller, resource_type: str, mode: str, depth: int):
         from ..search.query import AllOf, AnyOf
 
@@ -202,11 +216,16 @@ def visible_ids(policy: Policy, session, caller: Caller | None, resource_type: s
     if condition is None or not ids:
         return set(ids)
     found: set = set()
-    for start in range(0, len(ids), 200):
-        chunk = ids[start:start + 200]
-        query = SearchQuery((resource_type,), total="none", limit_all=len(chunk))
-        query.conditions = [Parser(policy.registry).condition(resource_type, "_id", ",".join(chunk)), condition]
-        found.update(record.id for record in session.search(query).matches)
+    # cheap alternatives first (a direct party reference answers most checks), the nested ones only for the rest
+    for tier in policy.tiers(condition):
+        pending = [i for i in ids if i not in found]
+        for start in range(0, len(pending), 200):
+            chunk = pending[start:start + 200]
+            query = SearchQuery((resource_type,), total="none", limit_all=len(chunk))
+            query.conditions = [Parser(policy.registry).condition(resource_type, "_id", ",".join(chunk)), tier]
+            found.update(record.id for record in session.search(query).matches)
+        if len(found) == len(ids):
+            break
     return found
 
 
