@@ -18,7 +18,7 @@ from ..resource_types import RESOURCE_TYPES
 from ..search import bundle as search_bundle
 from ..search.query import compartment_condition
 from ..search.registry import default_registry
-from .negotiation import FORM, JSON, base_url, read_body, render, response_format
+from .negotiation import FORM, JSON, base_url, is_pretty, read_body, render, response_format
 
 
 async def _pairs(request: Request) -> list[tuple[str, str]]:
@@ -55,7 +55,8 @@ async def _run(request: Request, types: list[str], pairs, path: str, compartment
     parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
     query = parser.parse(types, pairs, strict=_strict(request), compartment=compartment)
     store = request.app.state.store
-    raw = response_format(request) == JSON
+    # stored JSON bytes go into the Bundle as they are unless the response is XML or pretty-printed
+    raw = response_format(request) == JSON and not is_pretty(request)
 
     def execute() -> dict:
         with store.session() as session:

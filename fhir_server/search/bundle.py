@@ -38,6 +38,8 @@ def build(query: SearchQuery, result: SearchResult, base_url: str, path: str, ra
     if result.total is not None:
         bundle["total"] = result.total
     links = [{"relation": "self", "url": _link(base_url, path, query.used, query.cursor, query.count)}]
+    if result.next_cursor or result.prev_cursor:
+        links.append({"relation": "first", "url": _link(base_url, path, query.used, None, query.count)})
     if result.next_cursor:
         links.append({"relation": "next", "url": _link(base_url, path, query.used, result.next_cursor, query.count)})
     if result.prev_cursor:

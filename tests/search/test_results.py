@@ -106,6 +106,7 @@ def test_previous_link_goes_back(loaded):
     page3 = _get(client, _link(page2, "next"))
     assert _ids(page1) + _ids(page2) + _ids(page3) == ["sr-4", "sr-1", "sr-3", "sr-2", "sr-5"]
     assert _link(page3, "next") is None
+    assert _ids(_get(client, _link(page3, "first"))) == ["sr-4", "sr-1"]
     back = _get(client, _link(page3, "previous"))
     assert _ids(back) == ["sr-3", "sr-2"]
     assert _ids(_get(client, _link(back, "previous"))) == ["sr-4", "sr-1"]
@@ -268,3 +269,10 @@ def test_revinclude_wildcard_finds_every_referrer(loaded):
     client, _ = loaded
     bundle = _get(client, "/Patient?_id=pat-li&_revinclude=*")
     assert set(_ids(bundle, "include")) == {"sr-3", "sr-5", "task-3", "task-5", "enc-2", "obs-wt"}
+
+
+def test_pretty_json_bundle_is_indented(loaded):
+    client, _ = loaded
+    response = client.get("/Patient?_id=pat-li&_pretty=true")
+    assert response.status_code == 200 and b'\n  "type": "searchset"' in response.content
+    assert response.json()["entry"][0]["resource"]["id"] == "pat-li"
