@@ -92,7 +92,10 @@ def xml_to_resource(data: bytes, max_bytes: int | None = DEFAULT_MAX_BYTES) -> d
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:  # belt and braces: refused above
         raise _structure_error("XML with a DOCTYPE / DTD is not accepted")
-    return _read_resource(root, "")
+    try:
+        return _read_resource(root, "")
+    except RecursionError:
+        raise _structure_error("The XML is nested too deeply") from None
 
 
 def _check_prolog(data: bytes) -> None:
@@ -312,7 +315,12 @@ def _extension_class():
 
 def resource_to_xml(resource: dict, pretty: bool = False) -> bytes:
     """Serialise a FHIR JSON resource dict as FHIR XML (UTF-8, with an XML declaration)."""
-    root = _write_resource(resource, "", None)
+    try:
+        root = _write_resource(resource, "", None)
+    except RecursionError:
+        raise _structure_error("The resource is nested too deeply") from None
+    except ValueError as exc:  # lxml refuses strings XML cannot carry (control characters)
+        raise _structure_error(f"The resource cannot be written as XML: {exc}") from None
     if pretty:
         _indent(root, "\n")
     return _DECLARATION + etree.tostring(root, encoding="UTF-8")
@@ -451,7 +459,11 @@ def _write_primitive(parent: etree._Element, name: str, value, extra, json_type:
         if element_id is not None:
             element.set("id", element_id)
     if value is not None:
-        element.set("value", _primitive_text(value, json_type, path))
+        text = _primitive_text(value, json_type, path)
+        try:
+            element.set("value", text)
+        except ValueError:
+            raise _structure_error(f"{path} holds characters that XML cannot carry", path) from None
     if extra is not None and extra.get("extension") is not None:
         extension_info = meta.type_info(_extension_class())
         for index, item in enumerate(_as_list(extra["extension"], path)):

@@ -439,6 +439,23 @@ def test_invalid_json_resource_is_refused_on_output(resource, expected):
     assert expected in message(caught.value)
 
 
+def test_control_characters_are_refused_on_output():
+    with pytest.raises(FhirError) as caught:
+        resource_to_xml({"resourceType": "Patient", "name": [{"family": "Li\x01"}]})
+    assert caught.value.status == 400 and "Patient.name[0].family" in message(caught.value)
+
+
+def test_deep_nesting_is_a_structure_error_both_ways():
+    extension: dict = {"url": "http://example.org/x", "valueString": "leaf"}
+    for _ in range(2000):
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    with pytest.raises(FhirError) as caught:
+        resource_to_xml({"resourceType": "Basic", "code": {"text": "x"}, "extension": [extension]})
+    assert "nested too deeply" in message(caught.value)
+    deep = '<extension url="u">' * 5000 + '<valueString value="v"/>' + "</extension>" * 5000
+    assert "Malformed XML" in message(structure_error(fhir_xml(deep)))
+
+
 def test_narrative_carriage_returns_and_attribute_line_breaks_survive():
     div = '<div xmlns="http://www.w3.org/1999/xhtml">a\r\nb<span title="one\ntwo">"q" &amp; &lt;</span></div>'
     resource = {"resourceType": "Basic", "code": {"text": "x"}, "text": {"status": "generated", "div": div}}
