@@ -183,6 +183,13 @@ class Notifier:
                     now = time.monotonic()
                     if self._heap and self._heap[0].due <= now:
                         job = heapq.heappop(self._heap)
+                        if job.kind == "match":  # one look at the Subscriptions for every write that is waiting
+                            others = [j for j in self._heap if j.kind == "match" and j.due <= now]
+                            if others:
+                                self._heap = [j for j in self._heap if not (j.kind == "match" and j.due <= now)]
+                                heapq.heapify(self._heap)
+                                for other in sorted(others):
+                                    job.records.extend(other.records)
                         break
                     if not self._heap and now - idle_since > IDLE_SECONDS:
                         self._thread = None
