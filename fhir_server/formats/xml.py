@@ -33,7 +33,6 @@ from fhir_server.formats import type_metadata as meta
 from fhir_server.formats.xhtml import XHTML_NS, div_to_string, string_to_div
 
 FHIR_NS = "http://hl7.org/fhir"
-_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _F = "{" + FHIR_NS + "}"
 _F_LENGTH = len(_F)
 _XHTML_DIV = "{" + XHTML_NS + "}div"
@@ -150,7 +149,7 @@ def _read_resource(element: etree._Element, path: str) -> dict:
         if not attribute.startswith("{"):
             raise _structure_error(f"Unexpected attribute '{attribute}' on {name}", path or name)
     result: dict = {"resourceType": name}
-    _read_elements(element, info, name, result)
+    _read_elements(element, info, path or name, result)
     return result
 
 
@@ -220,7 +219,13 @@ def _read_elements(element: etree._Element, info: meta.TypeInfo, path: str, resu
             groups[group] = name
         kind = element_info.kind
         if kind == meta.PRIMITIVE:
-            pairs = [_read_primitive(child, element_info.json_type, child_path) for child in children]
+            if element_info.repeats:
+                pairs = [
+                    _read_primitive(child, element_info.json_type, f"{child_path}[{index}]")
+                    for index, child in enumerate(children)
+                ]
+            else:
+                pairs = [_read_primitive(children[0], element_info.json_type, child_path)]
             if element_info.repeats:
                 # No value array when every position is null (only extensions), as in the
                 # spec's own examples (Timing.event with cqf-expression).
@@ -236,11 +241,19 @@ def _read_elements(element: etree._Element, info: meta.TypeInfo, path: str, resu
                     result["_" + name] = extra
         elif kind == meta.COMPLEX:
             type_info = element_info.type_info
-            values = [_read_complex(child, type_info, child_path) for child in children]
-            result[name] = values if element_info.repeats else values[0]
+            if element_info.repeats:
+                result[name] = [
+                    _read_complex(child, type_info, f"{child_path}[{index}]") for index, child in enumerate(children)
+                ]
+            else:
+                result[name] = _read_complex(children[0], type_info, child_path)
         elif kind == meta.RESOURCE:
-            values = [_read_wrapped_resource(child, child_path) for child in children]
-            result[name] = values if element_info.repeats else values[0]
+            if element_info.repeats:
+                result[name] = [
+                    _read_wrapped_resource(child, f"{child_path}[{index}]") for index, child in enumerate(children)
+                ]
+            else:
+                result[name] = _read_wrapped_resource(children[0], child_path)
         else:  # XHTML
             result[name] = div_to_string(children[0])
 

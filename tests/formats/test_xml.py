@@ -305,7 +305,7 @@ def test_type_metadata_from_the_models():
         (fhir_xml('<multipleBirthInteger value="1.5"/>'), "Invalid integer '1.5'"),
         (fhir_xml('<gender value=""/>'), "Empty value in Patient.gender"),
         (fhir_xml("<gender/>"), "neither a value nor extensions"),
-        (fhir_xml("<name/>"), "Element Patient.name is empty"),
+        (fhir_xml("<name/>"), "Element Patient.name[0] is empty"),
         (fhir_xml('<active value="true" colour="red"/>'), "Unexpected attribute 'colour'"),
         (fhir_xml('<name><id value="n"/><family value="Li"/></name>'), "Unknown element 'id' in Patient.name"),
         (fhir_xml('<text><status value="generated"/><div><p>x</p></div></text>'), "XHTML"),
@@ -331,7 +331,11 @@ def test_decimal_must_be_a_fhir_decimal():
 
 def test_error_names_the_element_path():
     error = structure_error(fhir_xml('<contact><name><nickname value="x"/></name></contact>'))
-    assert error.issues[0]["expression"] == ["Patient.contact.name.nickname"]
+    assert error.issues[0]["expression"] == ["Patient.contact[0].name.nickname"]
+    error = structure_error(
+        fhir_xml('<entry><resource><Patient><colour value="x"/></Patient></resource></entry>', root="Bundle")
+    )
+    assert error.issues[0]["expression"] == ["Bundle.entry[0].resource.colour"]
 
 
 def test_size_limit():
