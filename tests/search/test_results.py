@@ -276,3 +276,12 @@ def test_pretty_json_bundle_is_indented(loaded):
     response = client.get("/Patient?_id=pat-li&_pretty=true")
     assert response.status_code == 200 and b'\n  "type": "searchset"' in response.content
     assert response.json()["entry"][0]["resource"]["id"] == "pat-li"
+
+
+def test_ig_search_parameters_are_searchable(loaded):
+    client, _ = loaded
+    bundle = _get(client, "/SearchParameter?base=ServiceRequest&code=direction", headers=STRICT)
+    assert [e["resource"]["url"] for e in bundle["entry"]] == [
+        "https://fhir.referral.cn/ig/SearchParameter/servicerequest-direction"]
+    url = bundle["entry"][0]["resource"]["url"]
+    assert _get(client, f"/SearchParameter?url={url}")["total"] == 1
