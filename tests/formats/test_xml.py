@@ -236,6 +236,11 @@ def test_reads_handwritten_xml():
     assert list(patient)[:4] == ["resourceType", "id", "meta", "text"]
 
 
+def test_utf8_byte_order_mark_and_declaration_are_accepted():
+    data = b'\xef\xbb\xbf<?xml version="1.0" encoding="utf-8"?>' + fhir_xml('<id value="x"/>')
+    assert xml_to_resource(data) == {"resourceType": "Patient", "id": "x"}
+
+
 def test_json_keys_follow_element_order_even_when_xml_is_out_of_order():
     patient = xml_to_resource(fhir_xml('<gender value="female"/><active value="false"/><id value="a"/>'))
     assert list(patient) == ["resourceType", "id", "active", "gender"]
