@@ -83,6 +83,9 @@ class Compiler:
             return {"type": rtype, "id": {"$in": list(ids)}} if rtype is not None else dict(_NEVER)
         if isinstance(cond, q.AnyOf):
             return _any([self.condition(rtype, inner) for inner in cond.conditions])
+        if isinstance(cond, q.AllOf):  # access-policy restrictions inside chains and _has
+            parts = [self.condition(rtype, inner) for inner in cond.conditions]
+            return parts[0] if len(parts) == 1 else {"$and": parts} if parts else {}
         raise AssertionError(f"unknown condition {cond!r}")
 
     def clause(self, clause) -> dict:

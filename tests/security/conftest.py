@@ -7,6 +7,7 @@ test session; nothing is mocked between the HTTP request and the signature check
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -80,10 +81,16 @@ def auth_settings(tmp_path, keys):
 
 
 @pytest.fixture
-def auth_app(auth_settings, tmp_path):
-    from fhir_server.store import open_store
+def auth_backend():
+    """The store under the secured app; test modules parametrize it to run on several backends."""
+    return os.environ.get("FHIR_TEST_AUTH_BACKEND", "sqlite")
 
-    return create_app(auth_settings, open_store(f"sqlite:///{tmp_path / 'fhir.db'}"))
+
+@pytest.fixture
+def auth_app(auth_settings, tmp_path, auth_backend):
+    from tests.conftest import make_store
+
+    return create_app(auth_settings, make_store(auth_backend, tmp_path))
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import pytest
 from .conftest import audit_events
 
 SR = "ServiceRequest"
+#: the policy compiles to search conditions every backend must run the same way
+pytestmark = pytest.mark.parametrize("auth_backend", ["sqlite", "mongomock"])
 
 
 def _total(response) -> int:
