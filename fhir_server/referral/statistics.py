@@ -1,6 +1,6 @@
-"""What the referral platform reports: volumes by direction and organisation, acceptance rate,
+"""What the referral platform reports: volumes by direction, organisation and month, acceptance rate,
 median response time, reserved-slot use, base-level and county-internal visit shares, improper
-admissions — as Parameters and as a MeasureReport (one group per indicator).
+admissions and improper up-referrals — as Parameters and as a MeasureReport (one group per indicator).
 
 Figures are computed from the current resources and the Task histories in one read session;
 a period restricts referrals by ``authoredOn`` and visits by ``Encounter.period.start``.
@@ -56,6 +56,10 @@ def referral_statistics(session, rule_book: RuleBook, start: datetime | None = N
                 and r.get("status") != "entered-in-error" and _within(r.get("authoredOn"), start, end)]
     by_direction: Counter = Counter()
     by_org: dict[str, Counter] = defaultdict(Counter)
+    by_month: dict[str, Counter] = defaultdict(Counter)
+    improper_referrals = []
+    first_contact = rule_set.rule("first-contact")
+    _, first_contact_check = EVALUATORS["first-contact"]
     kept = []
     for request in requests:
         referrer = facts.organization_ref(request.get("requester"))
@@ -69,6 +73,11 @@ def referral_statistics(session, rule_book: RuleBook, start: datetime | None = N
             by_org[referrer][f"{where}-out"] += 1
         if receiver:
             by_org[receiver][f"{where}-in"] += 1
+        authored = parse_instant(request.get("authoredOn"))
+        by_month[authored.strftime("%Y-%m") if authored else "unknown"][where] += 1
+        if first_contact is not None and first_contact_check(
+                Context(facts, "ServiceRequest", request, None, rule_set), first_contact):
+            improper_referrals.append(f"ServiceRequest/{request['id']}")
     ids = {f"ServiceRequest/{r['id']}" for r in kept}
     tasks = [t for t in facts.query("Task", "") if local_reference(t.get("focus")) in ids]
     answered = [t for t in tasks if t.get("status") in ("rejected",) + ACCEPTED]
@@ -111,7 +120,7 @@ def referral_statistics(session, rule_book: RuleBook, start: datetime | None = N
         "baseLevelVisitTarget": Decimal(str(rule_set.param("targets", "baseLevelVisitShare", default=0.65))),
         "countyInternalVisits": county_internal, "countyInternalVisitShare": _ratio(county_internal, visits),
         "countyInternalVisitTarget": Decimal(str(rule_set.param("targets", "countyInternalVisitShare", default=0.9))),
-        "improperAdmissions": len(improper),
+        "improperAdmissions": len(improper), "improperReferrals": len(improper_referrals),
     }
     report = measure_report(figures, by_org, start, end, organization)
     parameters = [_parameter(name, value) for name, value in figures.items() if value is not None]
@@ -119,7 +128,12 @@ def referral_statistics(session, rule_book: RuleBook, start: datetime | None = N
         parameters.append({"name": "organization", "part": [
             {"name": "organization", "valueReference": {"reference": org}},
             *[{"name": key, "valueInteger": count} for key, count in sorted(counts.items())]]})
+    for month, counts in sorted(by_month.items()):
+        parameters.append({"name": "month", "part": [
+            {"name": "month", "valueString": month},
+            *[{"name": key, "valueInteger": count} for key, count in sorted(counts.items())]]})
     parameters.extend({"name": "improperAdmission", "valueReference": {"reference": ref}} for ref in improper)
+    parameters.extend({"name": "improperReferral", "valueReference": {"reference": ref}} for ref in improper_referrals)
     parameters.append({"name": "ruleSet", "valueString": rule_set.id})
     parameters.append({"name": "measureReport", "resource": report})
     return {"resourceType": "Parameters", "parameter": parameters}
@@ -166,6 +180,8 @@ def measure_report(figures: dict, by_org: dict, start: datetime | None, end: dat
               {"denominator": figures["visits"], "numerator": figures["countyInternalVisits"]},
               figures["countyInternalVisitShare"]),
         group("improper-admissions", "违规收治 Improper admissions", {"initial-population": figures["improperAdmissions"]}),
+        group("improper-referrals", "基层不合理上转 Up-referrals of first-contact diseases",
+              {"initial-population": figures["improperReferrals"]}),
     ]
     if figures["medianResponseHours"] is not None:
         groups.append({"code": {"coding": [{"system": MEASURE, "code": "median-response-hours"}],
