@@ -82,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
     from .mapping.cli import add_parser as add_mapping
 
     add_mapping(subparsers)
+    from .referral.cli import add_parser as add_rules
+
+    add_rules(subparsers)
     return root
 
 
