@@ -165,7 +165,7 @@ def test_transaction_and_batch_do_not_leak(auth_client, tokens, consortium):
     write = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {**sr1, "status": "revoked"}, "request": {"method": "PUT", "url": f"{SR}/sr1"}}]}
     assert auth_client.post("/", json=write, headers=d).status_code == 404
-    assert auth_client.get(f"/{SR}/sr1", headers=tokens.headers("hosp-a")).json()["status"] == "active"
+    assert auth_client.get(f"/{SR}/sr1", headers=tokens.headers("hosp-a")).json()["status"] == "draft"
 
 
 def test_multi_type_search_by_members_is_refused(auth_client, tokens, consortium):
