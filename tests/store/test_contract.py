@@ -211,3 +211,28 @@ def test_racing_writers_on_one_version_have_exactly_one_winner(store):
     with store.session() as session:
         assert session.read("Patient", "race").version == 2
         assert session.history("Patient", "race")[1] == 2
+
+
+def test_concurrent_conditional_creates_make_one_resource(store):
+    from fhir_server.repository import Repository
+
+    repository = Repository(store)
+    barrier = threading.Barrier(6)
+    created: list[bool] = []
+    resource = {"resourceType": "Patient", "identifier": [{"system": "urn:oid:2.16.156.10011.1.3",
+                                                            "value": "110105194912310021"}]}
+
+    def create() -> None:
+        barrier.wait()
+        result = repository.create(dict(resource), if_none_exist="identifier=urn:oid:2.16.156.10011.1.3|"
+                                                                  "110105194912310021")
+        created.append(result.created)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created) == [False] * 5 + [True]
+    with store.session() as session:
+        assert session.history("Patient")[1] == 1

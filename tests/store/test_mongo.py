@@ -239,3 +239,29 @@ def test_hostile_values_match_only_as_text(store, value):
         found = session.search(_parse("Patient", [("identifier", f"urn:x|{value}")]))
         assert [r.id for r in found.matches] == ["literal"]
         assert session.search(_parse("Patient", [("_id", value)])).matches == []
+
+
+def test_leases_make_concurrent_conditional_creates_one_resource_without_transactions(standalone):
+    """The standalone path has no store lock: the lease alone serialises the conditional creates."""
+    import threading
+
+    from fhir_server.repository import Repository
+
+    repository = Repository(standalone)
+    barrier = threading.Barrier(6)
+    created: list[bool] = []
+    resource = {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]}
+
+    def create() -> None:
+        barrier.wait()
+        created.append(repository.create(dict(resource), if_none_exist="identifier=urn:x|1").created)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created) == [False] * 5 + [True]
+    with standalone.session() as session:
+        assert session.history("Patient")[1] == 1
+    assert standalone.db[mongo.LOCKS].count_documents({}) == 0
