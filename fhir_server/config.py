@@ -25,6 +25,18 @@ def _secret(env) -> str:
     return ""
 
 
+def _extra(env) -> dict:
+    """Component settings without a field of their own: regional referral rule-set directories
+    (``FHIR_REFERRAL_RULES``, path-separated) and subscription retry delays in seconds
+    (``FHIR_SUBSCRIPTION_RETRY_DELAYS``, comma-separated)."""
+    extra: dict = {}
+    if env.get("FHIR_REFERRAL_RULES"):
+        extra["referral_rules_dirs"] = [p for p in env["FHIR_REFERRAL_RULES"].split(os.pathsep) if p]
+    if env.get("FHIR_SUBSCRIPTION_RETRY_DELAYS"):
+        extra["subscription_retry_delays"] = [float(p) for p in env["FHIR_SUBSCRIPTION_RETRY_DELAYS"].split(",") if p]
+    return extra
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -79,6 +91,7 @@ class Settings:
             auth_token_lifetime=_env_int("FHIR_AUTH_TOKEN_LIFETIME", cls.auth_token_lifetime),
             auth_policy_file=env.get("FHIR_AUTH_POLICY", ""),
             audit_enabled=(env["FHIR_AUDIT"].lower() in ("1", "true", "yes", "on")) if env.get("FHIR_AUDIT") else None,
+            extra=_extra(env),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in overrides:

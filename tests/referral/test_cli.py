@@ -29,3 +29,14 @@ def test_a_regional_file_and_a_broken_one(tmp_path, capsys):
                                           encoding="utf-8")
     assert main(["rules", "check", str(tmp_path)]) == 1
     assert "broken.json" in capsys.readouterr().out
+
+
+def test_rule_directories_from_the_environment(tmp_path, monkeypatch):
+    from fhir_server.config import Settings
+    from fhir_server.referral import rule_directories
+
+    monkeypatch.setenv("FHIR_REFERRAL_RULES", str(tmp_path))
+    monkeypatch.setenv("FHIR_SUBSCRIPTION_RETRY_DELAYS", "0.5,2,10")
+    settings = Settings.from_env()
+    assert rule_directories(settings)[-1] == tmp_path
+    assert settings.extra["subscription_retry_delays"] == [0.5, 2.0, 10.0]
