@@ -285,3 +285,14 @@ def test_ig_search_parameters_are_searchable(loaded):
         "https://fhir.referral.cn/ig/SearchParameter/servicerequest-direction"]
     url = bundle["entry"][0]["resource"]["url"]
     assert _get(client, f"/SearchParameter?url={url}")["total"] == 1
+
+
+@pytest.mark.parametrize("query", [
+    "Patient?name=' OR 1=1 --", "Patient?identifier=x') UNION SELECT rid FROM idx_resource --|y",
+    "Patient?_sort=name&name=%27%3B DROP TABLE resources%3B --", "Patient?_id=\" OR \"\"=\"",
+])
+def test_values_are_data_not_sql(loaded, query):
+    client, _ = loaded
+    response = client.get(f"/{query}")
+    assert response.status_code == 200 and _ids(response.json()) == []
+    assert _ids(_get(client, "/Patient?_id=pat-li")) == ["pat-li"]
