@@ -88,6 +88,8 @@ REQUEST_TRANSITIONS: dict[str | None, tuple[str, ...]] = {
 }
 
 IMMUTABLE_TASK_FIELDS = ("focus", "for", "requester")
+#: marks the Provenance the workflow writes: the audit trail, which clients may neither change nor delete
+WORKFLOW_TAG = {"system": f"{v.SERVER_BASE}/CodeSystem/record-origin", "code": "referral-workflow"}
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
@@ -230,6 +232,7 @@ def provenance(record, resource: dict, previous: dict | None, changes: list[str]
     target = f"{record.resource_type}/{record.id}/_history/{record.version}"
     prov: dict = {
         "resourceType": "Provenance",
+        "meta": {"tag": [WORKFLOW_TAG]},
         "target": [{"reference": target}],
         "recorded": record.last_updated,
         "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE" if previous is None else "UPDATE"}],
@@ -289,6 +292,9 @@ class Workflow:
         self.rule_book = rule_book
 
     def check(self, session, resource_type: str, resource: dict, previous: dict | None) -> list[dict]:
+        if resource_type == "Provenance" and previous is not None and _is_workflow_record(previous):
+            raise FhirError(409, "the referral audit trail cannot be changed — 转诊审计记录不可修改",
+                            "business-rule")
         if resource_type == "ServiceRequest" and v.is_referral_request(resource):
             check_request(resource, previous)
             return []
@@ -302,7 +308,10 @@ class Workflow:
         facts = Facts(session)
         caller, role = caller_identity()
         for record in records:
-            if record.deleted or record.resource_type not in ("Task", "ServiceRequest"):
+            if record.deleted:
+                self._guard_deletion(session, facts, record)
+                continue
+            if record.resource_type not in ("Task", "ServiceRequest"):
                 continue
             resource = fjson.loads(record.body)
             previous = None
@@ -326,6 +335,25 @@ class Workflow:
                 who = _actor(facts, resource, previous, caller)
                 self.repository.create_in(session, provenance(record, resource, previous, changes, who, role))
 
+    @staticmethod
+    def _guard_deletion(session, facts: Facts, record) -> None:
+        """The audit trail is never deleted; an open referral is cancelled or revoked, not deleted."""
+        if record.resource_type not in ("Provenance", "Task", "ServiceRequest") or record.version < 2:
+            return
+        before = session.vread(record.resource_type, record.id, record.version - 1)
+        if before is None or before.deleted:
+            return
+        previous = fjson.loads(before.body)
+        if record.resource_type == "Provenance" and _is_workflow_record(previous):
+            raise FhirError(409, "the referral audit trail cannot be deleted — 转诊审计记录不可删除", "business-rule")
+        if record.resource_type == "Task" and is_referral_task(previous, facts) and previous.get("status") not in TERMINAL:
+            raise FhirError(409, f"an open referral Task ({previous.get('status')}) is cancelled, not deleted — "
+                                 "进行中的转诊应撤销而非删除", "business-rule")
+        if record.resource_type == "ServiceRequest" and v.is_referral_request(previous) and \
+                previous.get("status") in ("active", "on-hold"):
+            raise FhirError(409, "an active referral is revoked, not deleted — 生效的转诊申请应撤回而非删除",
+                            "business-rule")
+
     def _ensure_task(self, session, facts: Facts, record, request: dict, previous: dict | None) -> None:
         if request.get("status") != "active" or (previous or {}).get("status") == "active":
             return
@@ -348,6 +376,11 @@ class Workflow:
         if target == "completed" and request.get("status") != "active":
             return
         self.repository.update_in(session, "ServiceRequest", request["id"], {**request, "status": target})
+
+
+def _is_workflow_record(resource: dict) -> bool:
+    return any(tag.get("system") == WORKFLOW_TAG["system"] and tag.get("code") == WORKFLOW_TAG["code"]
+               for tag in (resource.get("meta") or {}).get("tag") or [])
 
 
 def response_deadline(task: dict, rule_book: RuleBook, facts: Facts) -> datetime | None:

@@ -315,3 +315,19 @@ def test_referral_centre_worklist_by_search(network):
     assert [e["resource"]["id"] for e in response.json().get("entry", [])] == [first]
     response = network.get("/Task", params={"owner": "Organization/village-a", "status": "requested"})
     assert response.json().get("entry", []) == []
+
+
+def test_audit_trail_and_open_referrals_are_not_deleted(network):
+    ids = send(network)
+    trail = provenance_for(network, f"Task/{ids['Task']}")
+    record = trail[0]
+    assert network.delete(f"/Provenance/{record['id']}").status_code == 409
+    record["reason"] = [{"text": "rewritten"}]
+    assert put(network, record).status_code == 409
+    assert network.delete(f"/Task/{ids['Task']}").status_code == 409
+    assert network.delete(f"/ServiceRequest/{ids['ServiceRequest']}").status_code == 409
+    assert read(network, f"Task/{ids['Task']}")["status"] == "requested"
+    # once closed, the records may be cleaned up (the Provenance stays)
+    assert advance(network, ids["Task"], "cancelled").status_code == 200
+    assert network.delete(f"/Task/{ids['Task']}").status_code in (200, 204)
+    assert len(provenance_for(network, f"Task/{ids['Task']}")) == 2
