@@ -104,8 +104,9 @@ class MongoSession:
         self.writable = writable
         self.cs = client_session
         self.writes = 0
-        #: (collection, _id, previous document or None) per change, for the modes without transactions
-        self.undo: list[tuple[str, str, dict | None]] = []
+        #: (collection, _id, previous document or None, version written) per change, for the modes
+        #: without transactions
+        self.undo: list[tuple[str, str, dict | None, int]] = []
         self.leases: list[str] = []
 
     # ---- reads ---------------------------------------------------------------------------
@@ -179,9 +180,9 @@ class MongoSession:
             doc.update(index_fields(rows))
             doc.update(derived_fields(rows))
         self._guarded(lambda: self._replace(resources, key, doc, expected_version))
-        self.undo.append((RESOURCES, key, previous))
+        self.undo.append((RESOURCES, key, previous, record.version))
         self._guarded(lambda: store.db[HISTORY].insert_one(history, session=self.cs))
-        self.undo.append((HISTORY, history["_id"], None))
+        self.undo.append((HISTORY, history["_id"], None, record.version))
         self.writes += 1
 
     def _replace(self, resources, key: str, doc: dict, expected_version: int) -> None:
@@ -239,13 +240,15 @@ class MongoSession:
     def rollback(self) -> None:
         """Undo this session's writes (modes without transactions), newest first."""
         db = self.store.db
-        for collection, key, previous in reversed(self.undo):
+        for collection, key, previous, version in reversed(self.undo):
+            # only while the document is still the version this session wrote
+            mine = {**_by_key(key), "version": version}
             if collection == HISTORY:
-                db[HISTORY].delete_one(_by_key(key))
+                db[HISTORY].delete_one(mine)
             elif previous is None:
-                db[RESOURCES].delete_one(_by_key(key))
+                db[RESOURCES].delete_one(mine)
             else:
-                db[RESOURCES].replace_one(_by_key(key), previous)
+                db[RESOURCES].replace_one(mine, previous)
         self.undo.clear()
 
     def release(self) -> None:
@@ -408,7 +411,10 @@ class MongoStore:
                 yield session
             except BaseException:
                 if client_session.in_transaction:
-                    client_session.abort_transaction()
+                    try:
+                        client_session.abort_transaction()
+                    except PyMongoError:
+                        pass  # the server drops an unfinished transaction anyway; the first error is the one to report
                 raise
             else:
                 self._commit(client_session)
