@@ -32,7 +32,9 @@ def install(app: FastAPI) -> None:
     settings = app.state.settings
     repository = app.state.repository
     inner_store = repository.store
-    audit = AuditWriter(inner_store) if settings.audit_on else None
+    # audit records are the server's own bookkeeping: written past the repository's pre-commit hooks and
+    # commit listeners (workflow, subscriptions), straight into the store
+    audit = AuditWriter(getattr(inner_store, "_store", inner_store)) if settings.audit_on else None
     tokens = guard = None
     if settings.auth_enabled:
         guard = Guard(Policy.load(settings.auth_policy_file or None), inner_store)

@@ -20,3 +20,10 @@ def test_only_the_owner_receives_and_only_the_requester_cancels(auth_client, tok
     assert _move(auth_client, tokens, "hosp-d", "accepted").status_code == 404  # hidden
     cancelled = _move(auth_client, tokens, "hosp-a", "cancelled")
     assert cancelled.status_code == 200, cancelled.text
+
+
+def test_the_workflow_provenance_is_visible_to_the_parties_only(auth_client, tokens, consortium):
+    assert _move(auth_client, tokens, "hosp-b", "received").status_code == 200
+    mine = auth_client.get("/Provenance?target=Task/t1", headers=tokens.headers("hosp-b")).json()
+    assert mine["total"] >= 1
+    assert auth_client.get("/Provenance?target=Task/t1", headers=tokens.headers("hosp-d")).json()["total"] == 0
