@@ -18,6 +18,7 @@ from decimal import Decimal
 import orjson
 
 from fhir_server.errors import FhirError
+from fhir_server.search import query as q
 from fhir_server.search.query import Chain, Clause, Has
 from fhir_server.store.base import StoredResource
 
@@ -50,7 +51,6 @@ INDEXES = [
 _MAX_CHAR = "\U0010ffff"
 #: date rows spanning less than a day are "narrow": a range query bounds their ``low`` on both sides
 DAY = 86_400_000_000
-_NEVER = "\x00"
 _INCLUDE_LIMIT = 1000
 _ITERATE_ROUNDS = 4
 _COLUMNS = "rtype, id, version, last_updated, deleted, body, method"
@@ -68,7 +68,6 @@ def _insert(kind: str) -> str:
 
 
 _INSERTS = {kind: _insert(kind) for kind in TABLES}
-_NUMERIC = (int, float)
 
 
 def _num(value: Decimal) -> float:
@@ -113,8 +112,6 @@ class _Sql:
 
     # -- value predicates on one table alias ---------------------------------------------------
     def predicate(self, kind: str, alias: str, value, modifier: str | None) -> str:
-        from fhir_server.search import query as q
-
         a = alias
         if kind == "token":
             if isinstance(value, q.StringValue):  # :text
@@ -252,8 +249,6 @@ class _Sql:
     # -- conditions → rid sets -----------------------------------------------------------------
     def condition(self, rtype: str, cond) -> tuple[bool, str]:
         """(negated, SQL selecting rids): the resource matches iff its rid is (not) in the set."""
-        from fhir_server.search import query as q
-
         if isinstance(cond, (q.Clause, _SameDate)):
             return self.clause(rtype, cond)
         if isinstance(cond, q.Chain):
@@ -305,8 +300,6 @@ class _Sql:
 
     def clause(self, rtype: str, clause, correlate: bool = False) -> tuple[bool, str]:
         """A clause's rid set; ``correlate`` restricts it to the outer row ``r`` (for EXISTS probes)."""
-        from fhir_server.search import query as q
-
         on_r = "x.rid = r.rid AND " if correlate else ""
         if isinstance(clause, _SameDate):
             return False, self.date_selects(clause.key, clause.values, "x.rid = r.rid AND " if correlate else "")

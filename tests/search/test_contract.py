@@ -153,7 +153,7 @@ CASES = [
     # --- composite
     (f"Observation?component-code-value-quantity={LOINC}|8480-6$gt140", {"obs-bp"}),
     (f"Observation?component-code-value-quantity={LOINC}|8462-4$gt140", set()),
-    (f"Observation?component-code-value-quantity=8462-4$lt100", {"obs-bp"}),
+    ("Observation?component-code-value-quantity=8462-4$lt100", {"obs-bp"}),
     (f"Observation?code-value-quantity={LOINC}|29463-7$72.5", {"obs-wt"}),
     (f"Observation?code-value-quantity={LOINC}|718-7$72.5", set()),
     (f"Observation?code-value-quantity={LOINC}|718-7$gt10,{LOINC}|29463-7$gt100", {"obs-hb"}),
