@@ -38,6 +38,7 @@ OPERATION_MODULES: list[str] = [
 #: zero-argument functions (dotted names) yielding conformance resources the server serves read-only
 CONFORMANCE_SOURCES: list[str] = [
     "fhir_server.ig.loader.conformance_resources",
+    "fhir_server.referral.definitions.operation_definitions",
 ]
 
 

@@ -16,6 +16,7 @@ from fhir_server.api.operations import OperationContext, operation
 from fhir_server.errors import FhirError
 
 from . import services
+from .definitions import definition
 from . import vocabulary as v
 from .rules import parse_instant
 
@@ -36,7 +37,7 @@ def _base(ctx: OperationContext) -> str:
     return base_url(ctx.request)
 
 
-@operation("overdue", types=["Task"], levels=("type",), methods=("GET", "POST"))
+@operation("overdue", types=["Task"], levels=("type",), methods=("GET", "POST"), definition=definition("Task-overdue"))
 def overdue(ctx: OperationContext) -> dict:
     from .overdue import overdue_tasks
 
@@ -68,7 +69,8 @@ def _period(ctx: OperationContext) -> tuple[datetime | None, datetime | None]:
     return found[0], found[1]
 
 
-@operation("insurance-estimate", types=["ServiceRequest"], levels=("instance",), methods=("GET", "POST"))
+@operation("insurance-estimate", types=["ServiceRequest"], levels=("instance",), methods=("GET", "POST"),
+           definition=definition("ServiceRequest-insurance-estimate"))
 def insurance_estimate(ctx: OperationContext) -> dict:
     from .insurance import estimate
 
@@ -82,7 +84,8 @@ def insurance_estimate(ctx: OperationContext) -> dict:
         return estimate(session, services(ctx.repository).rule_book, ctx.id, coverage, setting)
 
 
-@operation("referral-statistics", types=None, levels=("system",), methods=("GET", "POST"))
+@operation("referral-statistics", types=None, levels=("system",), methods=("GET", "POST"),
+           definition=definition("referral-statistics"))
 def referral_statistics(ctx: OperationContext) -> dict:
     from .statistics import referral_statistics as compute
 
@@ -94,7 +97,8 @@ def referral_statistics(ctx: OperationContext) -> dict:
         return compute(session, services(ctx.repository).rule_book, start, end, organization)
 
 
-@operation("slot-usage", types=["Schedule"], levels=("type", "instance"), methods=("GET", "POST"))
+@operation("slot-usage", types=["Schedule"], levels=("type", "instance"), methods=("GET", "POST"),
+           definition=definition("Schedule-slot-usage"))
 def slot_usage(ctx: OperationContext) -> dict:
     from .capacity import slot_usage as compute
     from .facts import Facts

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fhir_server.api.operations import OperationContext, operation
 from fhir_server.formats import json as fjson
+from fhir_server.referral.definitions import definition
 
 
-@operation("delivery-log", types=["Subscription"], levels=("instance",), methods=("GET",))
+@operation("delivery-log", types=["Subscription"], levels=("instance",), methods=("GET",),
+           definition=definition("Subscription-delivery-log"))
 def delivery_log(ctx: OperationContext) -> dict:
     from fhir_server.api.negotiation import base_url
     from fhir_server.search.query import Parser
