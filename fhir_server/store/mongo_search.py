@@ -55,10 +55,21 @@ class Compiler:
             flt["type"] = types[0]
         elif types:
             flt["type"] = {"$in": list(types)}
-        conditions = [self.condition(rtype, cond) for cond in query.conditions]
+        conditions = [self.condition(rtype, cond) if not isinstance(cond, list) else self._same_date(cond)
+                      for cond in _merge_dates(query.conditions)]
         if conditions:
             flt["$and"] = conditions
         return flt
+
+    def _same_date(self, clauses: list) -> dict:
+        """Single-valued date clauses on one parameter (``ge…&lt…``) hold on the same index entry, as in SQLite."""
+        predicates = [self._date(clause.values[0]) for clause in clauses]
+        match = {"k": clauses[0].key}
+        if len(predicates) == 1:
+            match.update(predicates[0])
+        else:
+            match["$and"] = predicates
+        return {"dt": {"$elemMatch": match}}
 
     # -- conditions ---------------------------------------------------------------------------
     def condition(self, rtype: str | None, cond) -> dict:
@@ -236,6 +247,24 @@ class Compiler:
 
     def _registry(self):
         return self.session.store.extraction().registry
+
+
+def _merge_dates(conditions: list) -> list:
+    """Top-level conditions with single-valued date clauses of one parameter grouped into lists."""
+    from fhir_server.search import query as q
+
+    merged: list = []
+    groups: dict[int, list] = {}
+    for cond in conditions:
+        if isinstance(cond, q.Clause) and cond.param.type == "date" and cond.modifier is None \
+                and len(cond.values) == 1 and cond.values[0].prefix != "ne":
+            if cond.key not in groups:
+                groups[cond.key] = []
+                merged.append(groups[cond.key])
+            groups[cond.key].append(cond)
+        else:
+            merged.append(cond)
+    return merged
 
 
 def _any(branches: list[dict]) -> dict:

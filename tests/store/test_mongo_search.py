@@ -133,3 +133,20 @@ def test_paging_back_from_the_last_page_gives_the_same_pages(clients, url):
 def test_negations_inside_chains_and_has(clients, url, expected):
     bundle = clients["mongomock"].get("/" + url).json()
     assert [e["resource"]["id"] for e in bundle["entry"]] == expected and bundle["total"] == len(expected)
+
+
+def test_a_date_range_holds_on_one_value_of_a_repeating_element(clients):
+    """``ge…&lt…`` on one parameter must hold on the same period (both backends), not on two different ones."""
+    encounter = {"resourceType": "Encounter", "id": "enc-moves", "status": "finished",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                 "location": [{"location": {"reference": "Location/ward-1"},
+                               "period": {"start": "2024-01-01", "end": "2024-01-02"}},
+                              {"location": {"reference": "Location/ward-2"},
+                               "period": {"start": "2024-03-01", "end": "2024-03-02"}}]}
+    for client in clients.values():
+        assert client.put("/Encounter/enc-moves", json=encounter).status_code in (200, 201)
+    between = "/Encounter?location-period=ge2024-02-01&location-period=lt2024-02-28"
+    inside = "/Encounter?location-period=ge2024-02-20&location-period=lt2024-03-05"
+    for client in clients.values():
+        assert client.get(between).json()["total"] == 0
+        assert [e["resource"]["id"] for e in client.get(inside).json()["entry"]] == ["enc-moves"]
