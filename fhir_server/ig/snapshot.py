@@ -19,10 +19,56 @@ The generator is deterministic, so a test can regenerate every committed snapsho
 from __future__ import annotations
 
 import copy
+import re
 from typing import Callable
 
-#: root-element extensions of the base that describe the base, not the profile
-_BASE_ONLY_ROOT_KEYS = ("extension",)
+CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
+
+#: root-element extensions of the base that describe the base (maturity, work group, status), not the profile
+_BASE_ONLY_ROOT_EXTENSIONS = frozenset(
+    CORE_SD + name
+    for name in (
+        "structuredefinition-fmm",
+        "structuredefinition-fmm-no-warnings",
+        "structuredefinition-hierarchy",
+        "structuredefinition-interface",
+        "structuredefinition-normative-version",
+        "structuredefinition-applicable-version",
+        "structuredefinition-category",
+        "structuredefinition-codegen-super",
+        "structuredefinition-security-category",
+        "structuredefinition-standards-status",
+        "structuredefinition-summary",
+        "structuredefinition-wg",
+        "replaces",
+        "resource-approvalDate",
+        "resource-effectivePeriod",
+        "resource-lastReviewDate",
+    )
+)
+#: markdown properties whose relative links point into the core specification
+_MARKDOWN_KEYS = ("definition", "comment", "requirements", "meaningWhenMissing")
+_RELATIVE_LINK = re.compile(r"\[([^\]]+)\]\((?!https?://)([^)]+)\)")
+
+
+def _migrate(elements: list[dict], source_url: str) -> list[dict]:
+    """Copies of a base definition's elements as they stand in a profile built on it.
+
+    Text written for the core specification links relatively (``[x](extensibility.html)``); copied into
+    another package those links would break, so they are made absolute. Inherited constraints record
+    the definition they come from.
+    """
+    migrated = []
+    core = source_url.startswith("http://hl7.org/fhir")
+    for element in copy.deepcopy(elements):
+        if core:
+            for key in _MARKDOWN_KEYS:
+                if isinstance(element.get(key), str):
+                    element[key] = _RELATIVE_LINK.sub(r"[\1](http://hl7.org/fhir/\2)", element[key])
+        for constraint in element.get("constraint", []):
+            constraint.setdefault("source", source_url)
+        migrated.append(element)
+    return migrated
 
 
 def element_path(element_id: str) -> str:
@@ -52,10 +98,13 @@ class _Builder:
     def __init__(self, profile_url: str, base: dict, type_snapshot: Callable[[str], dict]):
         self.profile_url = profile_url
         self.type_snapshot = type_snapshot
-        self.elements: list[dict] = copy.deepcopy(base["snapshot"]["element"])
+        self.elements: list[dict] = _migrate(base["snapshot"]["element"], base["url"])
         root = self.elements[0]
-        for key in _BASE_ONLY_ROOT_KEYS:
-            root.pop(key, None)
+        kept = [e for e in root.pop("extension", []) if e.get("url") not in _BASE_ONLY_ROOT_EXTENSIONS]
+        if kept:
+            root["extension"] = kept
+        #: every element as inherited, before the differential changed it: what a new slice starts from
+        self.inherited: dict[str, dict] = {e["id"]: copy.deepcopy(e) for e in self.elements}
 
     def index_of(self, element_id: str) -> int | None:
         for i, element in enumerate(self.elements):
@@ -85,7 +134,8 @@ class _Builder:
             sliced_at = self.ensure(sliced_id)
             # slices of a slice (re-slicing) are not used by this IG
             insert_at = self.block_end(sliced_id, sliced_at)
-            sliced = copy.deepcopy(self.elements[sliced_at])
+            # a slice starts from the inherited definition, not from the constraints on the slicing entry
+            sliced = copy.deepcopy(self.inherited[sliced_id])
             sliced.pop("slicing", None)
             sliced["id"] = element_id
             sliced["sliceName"] = _slice
@@ -112,7 +162,7 @@ class _Builder:
             for element in self.elements[twin_at + 1 :] if twin_at is not None else []:
                 if not element["id"].startswith(twin_id + "."):
                     break
-                child = copy.deepcopy(element)
+                child = copy.deepcopy(self.inherited.get(element["id"], element))
                 child["id"] = parent_id + element["id"][len(twin_id) :]
                 children.append(child)
         if not children:
@@ -121,13 +171,16 @@ class _Builder:
             if len(codes) != 1:
                 raise SnapshotError(f"{parent_id}: cannot expand an element with types {sorted(codes)}")
             type_code = codes.pop()
-            base_elements = self.type_snapshot(type_code)["snapshot"]["element"]
+            definition = self.type_snapshot(type_code)
+            base_elements = _migrate(definition["snapshot"]["element"], definition["url"])
             root_path = base_elements[0]["path"]
             for element in base_elements[1:]:
-                child = copy.deepcopy(element)
+                child = element
                 child["id"] = parent_id + element["id"][len(root_path) :]
                 child["path"] = parent_path + element["path"][len(root_path) :]
                 children.append(child)
+        for child in children:
+            self.inherited.setdefault(child["id"], copy.deepcopy(child))
         self.elements[at + 1 : at + 1] = children
 
     def apply(self, diff: dict) -> None:

@@ -56,7 +56,13 @@ def test_slice_is_placed_after_the_sliced_element_and_its_children(core):
         "url": "http://example.org/StructureDefinition/p",
         "differential": {
             "element": [
-                {"id": "Patient.identifier", "path": "Patient.identifier", "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
+                {
+                    "id": "Patient.identifier",
+                    "path": "Patient.identifier",
+                    "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"},
+                    "min": 1,
+                    "mustSupport": True,
+                },
                 {"id": "Patient.identifier:nid", "path": "Patient.identifier", "sliceName": "nid", "min": 1},
                 {"id": "Patient.identifier:nid.system", "path": "Patient.identifier.system", "fixedUri": "urn:oid:2.16.156.10011.1.3"},
             ]
@@ -69,6 +75,20 @@ def test_slice_is_placed_after_the_sliced_element_and_its_children(core):
     system = elements[ids.index("Patient.identifier:nid.system")]
     assert system["path"] == "Patient.identifier.system" and system["base"]["path"] == "Identifier.system"
     assert ids[ids.index("Patient.identifier:nid.assigner") + 1] == "Patient.active"
+    # a slice starts from the inherited element, not from the constraints on the slicing entry
+    nid = elements[at]
+    assert nid["min"] == 1 and "mustSupport" not in nid and "slicing" not in nid
+    assert elements[at - 1]["mustSupport"] is True
+
+
+def test_core_text_links_are_made_absolute_and_constraints_keep_their_source(core):
+    profile = {"url": "http://example.org/StructureDefinition/p", "differential": {"element": []}}
+    elements = generate_snapshot(profile, core.structure_definition("ServiceRequest"), core.structure_definition)["element"]
+    status = next(e for e in elements if e["id"] == "ServiceRequest.status")
+    assert "](http://hl7.org/fhir/event.html)" in status["comment"]
+    root = elements[0]
+    assert {c["key"]: c["source"] for c in root["constraint"]}["prr-1"] == "http://hl7.org/fhir/StructureDefinition/ServiceRequest"
+    assert "extension" not in root, "maturity and work-group extensions describe the base, not the profile"
 
 
 def test_constraints_are_added_with_their_source(core):
