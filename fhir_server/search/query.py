@@ -423,6 +423,9 @@ class Parser:
 
     def _apply(self, query: SearchQuery, types: tuple, name: str, raw: str) -> None:
         base = name.split(":", 1)[0]
+        if raw == "":
+            # an empty value selects nothing: ignored (reported under lenient handling, an error when strict)
+            raise InvalidParameter(name, f"{name}: empty value", unknown=True)
         if base in RESULT_PARAMS:
             self._result_param(query, types, name, raw)
         else:

@@ -296,3 +296,10 @@ def test_values_are_data_not_sql(loaded, query):
     response = client.get(f"/{query}")
     assert response.status_code == 200 and _ids(response.json()) == []
     assert _ids(_get(client, "/Patient?_id=pat-li")) == ["pat-li"]
+
+
+def test_empty_values_are_ignored_when_lenient_and_rejected_when_strict(loaded):
+    client, _ = loaded
+    bundle = _get(client, "/Patient?name=&gender=female")
+    assert set(_ids(bundle)) == {"pat-li", "pat-erica"}
+    assert client.get("/Patient?name=&gender=female", headers=STRICT).status_code == 400
