@@ -409,9 +409,9 @@ class SQLiteIndex:
                 conn.executemany(_INSERTS[kind], [(v[0], rid, *v[1:]) for v in values])
 
     # -- search --------------------------------------------------------------------------------
-    @staticmethod
-    def _sort_expr(key) -> str:
-        """SQL for one sort key; the parameter key is a server-made integer, inlined as a literal."""
+    def _sort_expr(self, key, types: tuple) -> str:
+        """SQL for one sort key. Parameter keys are server-made integers, inlined as literals; a
+        search over several types sorts by each type's parameter of that name."""
         param, desc = key.param, key.descending
         if param.code == "_id":
             return "r.id"
@@ -419,8 +419,14 @@ class SQLiteIndex:
         column = {"string": "s.norm", "token": "s.code", "number": "s.value", "quantity": "s.value", "uri": "s.uri",
                   "reference": "coalesce(s.ttype || '/' || s.tid, s.url)",
                   "date": "s.high" if desc else "s.low"}[kind]
+        keys = {param.key}
+        for rtype in types if len(types) > 1 else ():
+            other = self.registry.get(rtype, param.code)
+            if other is not None and other.type == kind:
+                keys.add(other.key)
+        match = f"= {keys.pop()}" if len(keys) == 1 else f"IN ({', '.join(str(int(k)) for k in sorted(keys))})"
         return (f"(SELECT {'max' if desc else 'min'}({column}) FROM {_table(kind)} s"
-                f" WHERE s.rid = r.rid AND s.param = {int(param.key)})")
+                f" WHERE s.rid = r.rid AND s.param {match})")
 
     @staticmethod
     def _rank(cond) -> int:
@@ -484,7 +490,7 @@ class SQLiteIndex:
         # the ordering: for each key, missing values last, then the value; ties broken by rid
         order_terms = []
         for key in query.sort:
-            expr = self._sort_expr(key)
+            expr = self._sort_expr(key, query.resource_types)
             order_terms.append((f"({expr}) IS NULL", False))
             order_terms.append((expr, key.descending))
         order_terms.append(("r.rid", False))

@@ -303,3 +303,9 @@ def test_empty_values_are_ignored_when_lenient_and_rejected_when_strict(loaded):
     bundle = _get(client, "/Patient?name=&gender=female")
     assert set(_ids(bundle)) == {"pat-li", "pat-erica"}
     assert client.get("/Patient?name=&gender=female", headers=STRICT).status_code == 400
+
+
+def test_system_search_sorts_each_type_by_its_own_parameter(loaded):
+    client, _ = loaded
+    bundle = _get(client, "/?_type=Patient,Practitioner&_sort=family", headers=STRICT)
+    assert _ids(bundle) == ["pat-erica", "pat-li", "pat-nobirth", "pat-zhang", "prac-1"]
