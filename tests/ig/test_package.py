@@ -47,6 +47,15 @@ def test_package_reads_back(tmp_path):
     assert not any("invalid" in name for name in files), "invalid examples stay out of the package"
 
 
+def test_packaged_resources_pass_the_resource_models(tmp_path):
+    from fhir_server.validation.structural import structural_issues
+
+    files = _read(build_package(tmp_path))
+    for name, content in files.items():
+        if name.endswith(".json") and not name.rsplit("/", 1)[-1].startswith((".", "package.json")):
+            assert structural_issues(json.loads(content)) == [], name
+
+
 def test_build_is_reproducible(tmp_path):
     first = build_package(tmp_path / "a").read_bytes()
     second = build_package(tmp_path / "b").read_bytes()
