@@ -40,6 +40,25 @@ def validate_resource(resource: dict, profile: str | None, settings, mode: str |
         elif profile not in profiles:
             profiles.append(profile)
     issues.extend(validator.validate(resource, profiles))
+    if resource.get("resourceType") == "Bundle" and mode != "profile":
+        issues.extend(_entry_issues(resource, settings))
+    return issues
+
+
+def _entry_issues(bundle: dict, settings) -> list[dict]:
+    """Profile issues of the Bundle's entries (the structural check of the Bundle already covered them)."""
+    validator = ig_validator()
+    issues = []
+    for index, entry in enumerate(bundle.get("entry") or []):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        resource_type = resource.get("resourceType", "")
+        prefix = f"Bundle.entry[{index}].resource"
+        for found in validator.validate(resource, profiles_to_check(resource, settings)):
+            found = dict(found)
+            found["expression"] = [prefix + e[len(resource_type):] if e.startswith(resource_type) else e for e in found.get("expression", [])]
+            issues.append(found)
     return issues
 
 

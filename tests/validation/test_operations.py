@@ -89,3 +89,17 @@ def test_bad_mode_and_missing_resource(client):
     assert client.get("/Patient/$validate?mode=sideways").status_code == 400
     assert client.post("/Patient/$validate", json={"resourceType": "Parameters"}, headers=JSON).status_code == 400
     assert client.post("/Patient/$validate", json={"resourceType": "Organization"}, headers=JSON).status_code == 400
+
+
+def test_bundle_entries_are_checked_against_their_profiles(client):
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:6f1c2a34-0000-4000-8000-000000000001", "resource": example("Patient-zhang-san")},
+            {"fullUrl": "urn:uuid:6f1c2a34-0000-4000-8000-000000000002", "resource": example("Patient-bad-national-id", invalid=True)},
+        ],
+    }
+    outcome = client.post("/Bundle/$validate", json=bundle, headers=JSON).json()
+    errors = [i for i in outcome["issue"] if i["severity"] == "error"]
+    assert [(e["code"], e["expression"]) for e in errors] == [("invariant", ["Bundle.entry[1].resource"])]
