@@ -12,7 +12,7 @@ given on the command line) and writes:
 - ``choices.json``: the names of choice elements (``value`` for ``value[x]``) in any resource or
   data type, so extraction looks for ``valueQuantity`` only where a choice can be.
 
-Usage: ``python scripts/generate_search_data.py [path/to/hl7.fhir.r4.core.tgz]``
+Usage: ``python scripts/generate_search_data.py [path/to/hl7.fhir.r4.core.tgz [output dir]]``
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def supported(base: list[str]) -> bool:
 
 
 def main(argv: list[str]) -> None:
+    out = Path(argv[2]) if len(argv) > 2 else OUT
     params, compartments, elements, choices = [], {}, {}, set()
     for name, doc in read_package(package_path(argv)):
         kind = doc.get("resourceType")
@@ -86,10 +87,10 @@ def main(argv: list[str]) -> None:
                     mandatory.append(field)
             elements[rtype] = {"summary": summary, "mandatory": mandatory}
     params.sort(key=lambda p: p["url"])
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for file, data in (("search-parameters.json", params), ("compartments.json", compartments),
                        ("elements.json", elements), ("choices.json", sorted(choices))):
-        (OUT / file).write_text(json.dumps(data, ensure_ascii=False, indent=0, sort_keys=True) + "\n")
+        (out / file).write_text(json.dumps(data, ensure_ascii=False, indent=0, sort_keys=True) + "\n")
     print(f"{len(params)} search parameters, {len(compartments)} compartments, {len(elements)} resource types")
 
 

