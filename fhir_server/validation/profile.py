@@ -78,15 +78,12 @@ class _Run:
         for child in rule.children:
             values = self._values(child, obj, location)
             count = len(values)
-            where = f"{location}.{child.name}"
             if count < child.min:
-                if child.min == 1 or count == 0:
-                    message = f"{child.path}: minimum required = {child.min}, but only found {count}"
-                else:
-                    message = f"{child.path}: minimum required = {child.min}, but only found {count}"
-                self.add("error", "required", message, where)
+                message = f"{child.path}: minimum required = {child.min}, but only found {count}"
+                self.add("error", "required", message, f"{location}.{child.name}")
             if child.max is not None and count > child.max:
-                self.add("error", "structure", f"{child.path}: max allowed = {child.max}, but found {count}", where)
+                message = f"{child.path}: max allowed = {child.max}, but found {count}"
+                self.add("error", "structure", message, f"{location}.{child.name}")
             if not values:
                 continue
             if child.slices:
@@ -312,13 +309,6 @@ class ProfileValidator:
 
     def knows(self, url: str) -> bool:
         return url.split("|", 1)[0] in self.structure_definitions
-
-    def profiles_for(self, resource_type: str) -> list[str]:
-        return [
-            url
-            for url, sd in self.structure_definitions.items()
-            if sd.get("type") == resource_type and sd.get("derivation") == "constraint" and sd.get("kind") == "resource"
-        ]
 
     def validate(self, resource: dict, profiles: Iterable[str] | None = None) -> list[dict]:
         """Issues for ``resource`` against ``profiles`` (default: the IG profiles it claims in meta.profile)."""

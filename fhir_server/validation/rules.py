@@ -65,10 +65,6 @@ class ElementRule:
     def __post_init__(self) -> None:
         (self.single_name, self.single_type), *_ = self.json_names.items() or [("", "")]
 
-    @property
-    def has_content_rules(self) -> bool:
-        return bool(self.children or self.slices)
-
 
 def _max(value: str | None) -> int | None:
     return None if value in (None, "*") else int(value)
