@@ -411,6 +411,7 @@ class _Includes:
         matches = [(doc["type"], doc["id"]) for doc in docs]
         seen = set(matches)
         refs = {(doc["type"], doc["id"]): doc.get("ref") or [] for doc in docs}
+        self.rids = {(doc["type"], doc["id"]): doc.get("rid", 0) for doc in docs}
         included = []
         frontier = matches
         everything = query.includes + query.revincludes
@@ -436,20 +437,20 @@ class _Includes:
         return included
 
     def _forward(self, include, frontier, refs) -> list[tuple[str, str]]:
+        """Targets per source type, sources in ``rid`` order, entries by (parameter key, type, id) — SQLite's order."""
         out = []
-        keys_by_type: dict[str, set] = {}
+        by_type: dict[str, list] = {}
         for rtype, id in frontier:
-            if include.source_type not in ("*", rtype):
-                continue
-            keys = keys_by_type.get(rtype)
-            if keys is None:
-                keys = keys_by_type[rtype] = set(self._reference_keys(rtype, include))
-            for entry in refs.get((rtype, id), ()):
-                target = entry.get("t")
-                if entry.get("k") in keys and target is not None and "i" in entry \
-                        and (not include.target_type or target == include.target_type):
-                    out.append((target, entry["i"]))
-        return out
+            if include.source_type in ("*", rtype):
+                by_type.setdefault(rtype, []).append((rtype, id))
+        for rtype, sources in by_type.items():
+            keys = set(self._reference_keys(rtype, include))
+            for source in sorted(sources, key=lambda key: self.rids.get(key, 0)):
+                found = sorted((entry["k"], entry["t"], entry["i"]) for entry in refs.get(source, ())
+                               if entry.get("k") in keys and entry.get("t") is not None and "i" in entry
+                               and (not include.target_type or entry["t"] == include.target_type))
+                out += [(target, id) for _, target, id in found]
+        return list(dict.fromkeys(out))
 
     def _reverse(self, include, frontier) -> list[tuple[str, str]]:
         out = []
@@ -465,8 +466,14 @@ class _Includes:
                 match["k"] = {"$in": keys}
                 flt["type"] = include.source_type
             flt["ref"] = {"$elemMatch": match}
-            docs = self.resources.find(flt, {"type": 1, "id": 1}, session=self.session.cs).limit(_INCLUDE_LIMIT)
-            out += [(doc["type"], doc["id"]) for doc in docs]
+            docs = self.resources.find(flt, {"type": 1, "id": 1, "rid": 1, "ref": 1},
+                                       session=self.session.cs).limit(_INCLUDE_LIMIT)
+            # SQLite's order: by parameter key, then rid (one row per referring parameter)
+            found = sorted((entry["k"], doc.get("rid", 0), doc["type"], doc["id"]) for doc in docs
+                           for entry in doc.get("ref") or ()
+                           if entry.get("i") == id and entry.get("t") == rtype
+                           and (keys is None or entry.get("k") in keys))
+            out += [(t, i) for _, _, t, i in found]
         return out
 
     def _load(self, keys: list[tuple[str, str]], refs: dict) -> list:
@@ -481,5 +488,6 @@ class _Includes:
             doc = docs.get(key)
             if doc is not None:
                 refs[(doc["type"], doc["id"])] = doc.get("ref") or []
+                self.rids[(doc["type"], doc["id"])] = doc.get("rid", 0)
                 out.append(_record(doc))
         return out
