@@ -33,7 +33,8 @@ SPECIAL = ["_count", "_sort", "_include", "_revinclude", "_summary", "_elements"
            "_has:Observation:patient:code", "_has:", "_has:X:y", "_format", "_pretty", "_since", "_at", "_offset",
            "_snapshot", "subject.name", "subject:Patient.name", "performer.organization.name", "$where", "__proto__"]
 #: examples per property; FHIR_FUZZ_EXAMPLES=2000 for a longer hunt outside the default run
-FUZZ = settings(max_examples=int(os.environ.get("FHIR_FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(max_examples=int(os.environ.get("FHIR_FUZZ_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=list(HealthCheck), derandomize=True)
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
