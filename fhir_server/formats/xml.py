@@ -379,7 +379,9 @@ def _write_elements(obj: dict, info: meta.TypeInfo, path: str, element: etree._E
             continue
         name = key[1:] if key[0] == "_" else key
         element_info = elements.get(name)
-        if element_info is None or (key != name and element_info.kind != meta.PRIMITIVE):
+        if element_info is None or (
+            key != name and (element_info.kind != meta.PRIMITIVE or name in info.attributes)
+        ):
             raise _structure_error(f"Unknown property '{key}' in {path}", f"{path}.{key}")
         if element_info.position < last:
             in_order = False

@@ -435,6 +435,7 @@ def test_narrative_with_doctype_is_refused_on_output():
         ({"resourceType": "Patient", "active": "yes"}, "Patient.active has a value of the wrong JSON type"),
         ({"resourceType": "Patient", "name": {"family": "Li"}}, "Patient.name must be an array"),
         ({"resourceType": "Patient", "_name": {"id": "x"}}, "Unknown property '_name'"),
+        ({"resourceType": "Patient", "name": [{"_id": {"id": "x"}}]}, "Unknown property '_id' in Patient.name[0]"),
         ({"resourceType": "Patient", "name": [{"given": ["a"], "_given": [None, None]}]}, "same length"),
         ({"resourceType": "Patient", "text": {"status": "generated", "div": "<div>unclosed"}}, "not valid XHTML"),
         ({"resourceType": "Patient", "text": {"status": "generated", "div": "<p xmlns='http://www.w3.org/1999/xhtml'/>"}},
