@@ -449,6 +449,12 @@ def test_invalid_json_resource_is_refused_on_output(resource, expected):
     assert expected in message(caught.value)
 
 
+def test_whitespace_and_markup_characters_in_values_survive():
+    resource = {"resourceType": "Basic", "code": {"text": 'a\r\nb\tc  d "q" <&> \u5f20'}}
+    assert xml_to_resource(resource_to_xml(resource)) == resource
+    assert xml_to_resource(resource_to_xml(resource, pretty=True)) == resource
+
+
 def test_control_characters_are_refused_on_output():
     with pytest.raises(FhirError) as caught:
         resource_to_xml({"resourceType": "Patient", "name": [{"family": "Li\x01"}]})
