@@ -182,6 +182,9 @@ class Policy:
             return Chain(param, ((target, inner if inner is not None else _exists(self.registry, target)),))
         value = (value.replace("{org}", caller.organization).replace("{org_id}", caller.organization_id)
                  .replace("{role}", caller.practitioner_role or "PractitionerRole/\x00none"))
+        if "{" in value and "}" in value:
+            raise PolicyError(f"{resource_type}: '{expression}': unknown placeholder (use {{org}}, {{org_id}}, {{role}}, "
+                              "{visible} or {party})")
         try:
             return Parser(self.registry).condition(resource_type, name, value)
         except InvalidParameter as exc:

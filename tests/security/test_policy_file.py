@@ -1,0 +1,56 @@
+"""The policy as data: loading, validation at start-up, compilation to search conditions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fhir_server.search.query import AllOf, AnyOf, Chain, Clause, Has
+from fhir_server.security.context import Caller
+from fhir_server.security.policy import Policy, PolicyError, search_restriction
+
+MEMBER = Caller("c", "Organization/org-a", "PractitionerRole/role-a")
+
+
+def test_default_policy_compiles_for_every_type():
+    policy = Policy.load()
+    assert policy.restriction(MEMBER, "Organization", "read") is None  # directory: open
+    assert policy.restriction(MEMBER, "AuditEvent", "read") == AnyOf(())  # nothing for members
+    service_request = policy.restriction(MEMBER, "ServiceRequest", "read")
+    kinds = {type(c) for c in service_request.conditions}
+    assert kinds == {Clause, Chain, AllOf}
+    patient = policy.restriction(MEMBER, "Patient", "read")
+    assert any(isinstance(c, Has) and c.source_type == "ServiceRequest" for c in patient.conditions)
+
+
+def test_administrators_and_anonymous_callers_are_not_restricted():
+    policy = Policy.load()
+    admin = Caller("p", "Organization/x", admin=True)
+    assert search_restriction(admin, "ServiceRequest", policy) is None
+    assert search_restriction(None, "ServiceRequest", policy) is None
+    assert search_restriction(MEMBER, "ServiceRequest", policy) is not None
+
+
+@pytest.mark.parametrize("types", [
+    {"ServiceRequest": {"read": ["nonsense-param={org}"]}},
+    {"ServiceRequest": {"read": ["requester"]}},
+    {"ServiceRequest": {"read": ["subject:Patient={whatever}"]}},
+    {"ServiceRequest": {"read": ["status={visible}"]}},
+    {"ServiceRequest": {"read": "requester={org}"}},
+    {"ServiceRequest": {"read": [[]]}},
+])
+def test_a_broken_policy_fails_at_load(tmp_path, types):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"types": types}))
+    with pytest.raises(PolicyError):
+        Policy.load(path)
+
+
+def test_a_deployment_policy_replaces_the_default(tmp_path):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"default": {"read": [], "write": []},
+                                "types": {"Patient": {"write": ["organization={org}"]}}}))
+    policy = Policy.load(path)
+    assert policy.restriction(MEMBER, "Observation", "read") == AnyOf(())  # closed by default here
+    assert policy.restriction(MEMBER, "Patient", "read").conditions[0].values[0].id == "org-a"
