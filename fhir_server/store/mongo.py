@@ -304,7 +304,7 @@ class MongoStore:
             client = mongomock.MongoClient("mongodb://" + driver_url.split("://", 1)[1])
             return cls(client, database, mode=mode or None, txn_read_concern=read_concern, url=url)
         from pymongo import MongoClient
-        from pymongo.errors import PyMongoError
+        from pymongo.errors import OperationFailure, PyMongoError
 
         kwargs = {"uuidRepresentation": "standard"}
         if "serverSelectionTimeoutMS".lower() not in {k.lower() for k in own["_driver"]}:
@@ -314,7 +314,9 @@ class MongoStore:
             client.admin.command("ping")
         except PyMongoError as error:
             detail = str(error).split(", Timeout:")[0]  # the driver's topology dump adds nothing for an operator
-            raise StoreUnavailable(f"MongoDB at {redact(url)} is unreachable: {detail}") from None
+            # a server that answers but refuses (authentication, authorisation) is not "unreachable"
+            what = "refused the connection" if isinstance(error, OperationFailure) else "is unreachable"
+            raise StoreUnavailable(f"MongoDB at {redact(url)} {what}: {detail}") from None
         return cls(client, database, mode=mode, txn_read_concern=read_concern, url=url)
 
     def _has_transactions(self) -> bool:

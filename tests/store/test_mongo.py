@@ -74,6 +74,23 @@ def test_unreachable_server_fails_fast_with_the_redacted_url():
     assert "s3cret" not in message
 
 
+def test_a_server_refusing_the_credentials_is_reported_as_such(monkeypatch):
+    import pymongo
+    from pymongo.errors import OperationFailure
+
+    class RefusingClient:
+        def __init__(self, url, **kwargs):
+            self.admin = self
+
+        def command(self, name):
+            raise OperationFailure("Authentication failed.", code=18)
+
+    monkeypatch.setattr(pymongo, "MongoClient", RefusingClient)
+    with pytest.raises(StoreUnavailable) as caught:
+        open_store("mongodb://alice:wrong@db1/fhir")
+    assert str(caught.value) == "MongoDB at mongodb://***@db1/fhir refused the connection: Authentication failed."
+
+
 def test_serve_stops_with_one_clear_line_when_mongodb_is_unreachable(caplog, tmp_path):
     from fhir_server.cli import main
 
