@@ -309,3 +309,17 @@ def test_system_search_sorts_each_type_by_its_own_parameter(loaded):
     client, _ = loaded
     bundle = _get(client, "/?_type=Patient,Practitioner&_sort=family", headers=STRICT)
     assert _ids(bundle) == ["pat-erica", "pat-li", "pat-nobirth", "pat-zhang", "prac-1"]
+
+
+def test_search_inside_a_batch_bundle(loaded):
+    client, _ = loaded
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient?gender=female&_sort=_id"}},
+        {"request": {"method": "GET", "url": "ServiceRequest?subject:Patient.identifier=620102199002022345"
+                                             "&_include=ServiceRequest:subject"}},
+    ]}
+    response = client.post("/", json=batch)
+    assert response.status_code == 200, response.text
+    first, second = (e["resource"] for e in response.json()["entry"])
+    assert first["type"] == "searchset" and _ids(first) == ["pat-erica", "pat-li"]
+    assert set(_ids(second)) == {"sr-3", "sr-5"} and _ids(second, "include") == ["pat-li"]
