@@ -39,6 +39,7 @@ OPERATION_MODULES: list[str] = [
 CONFORMANCE_SOURCES: list[str] = [
     "fhir_server.ig.loader.conformance_resources",
     "fhir_server.referral.definitions.operation_definitions",
+    "fhir_server.mapping.conceptmaps.conformance_resources",
 ]
 
 

@@ -104,3 +104,15 @@ def load_conceptmaps(directory: Path, pattern: str = "*.json") -> dict[str, Conc
         if index.url:
             maps[index.url] = index
     return maps
+
+
+def conformance_resources() -> list[dict]:
+    """The mapping layer's ConceptMaps, for the app's CONFORMANCE_SOURCES (served read-only)."""
+    from fhir_server.mapping.specs import DEFAULT_MAPPINGS_DIR
+
+    seen, out = set(), []
+    for index in load_conceptmaps(DEFAULT_MAPPINGS_DIR / "conceptmaps").values():
+        if index.id not in seen:
+            seen.add(index.id)
+            out.append(index.resource)
+    return out

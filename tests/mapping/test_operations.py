@@ -81,3 +81,11 @@ def test_xml_documents_over_http(settings, store):
         bomb = b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>'
         refused = client.post("/$ingest", content=bomb, headers={"Content-Type": "text/xml"})
         assert refused.status_code == 400 and "DOCTYPE" in refused.text
+
+
+def test_the_mapping_conceptmaps_are_served(settings, store):
+    with _client(settings, store) as client:
+        found = client.get("/ConceptMap?url=https://fhir.referral.cn/ig/ConceptMap/v2-0001-to-administrative-gender").json()
+        assert found["total"] == 1
+        conceptmap = found["entry"][0]["resource"]
+        assert conceptmap["group"][0]["element"][0] == {"code": "M", "target": [{"code": "male", "display": "Male", "equivalence": "equivalent"}]}
