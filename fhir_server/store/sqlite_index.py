@@ -595,13 +595,17 @@ class SQLiteIndex:
         return included
 
     def _rids(self, conn, records: list[StoredResource], source_type: str | None) -> list[int]:
-        rids = []
+        by_type: dict[str, list[str]] = {}
         for record in records:
             if source_type in (None, "*") or record.resource_type == source_type:
-                row = conn.execute("SELECT rid FROM idx_resource WHERE rtype = ? AND id = ?",
-                                   (record.resource_type, record.id)).fetchone()
-                if row:
-                    rids.append(row[0])
+                by_type.setdefault(record.resource_type, []).append(record.id)
+        rids: list[int] = []
+        for rtype, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rids += [row[0] for row in conn.execute(
+                    f"SELECT rid FROM idx_resource WHERE rtype = ? AND id IN ({', '.join('?' * len(chunk))})",
+                    [rtype, *chunk])]
         return rids
 
     def _forward(self, conn, include, records) -> list[tuple[str, str]]:
