@@ -122,7 +122,3 @@ def decode_message(raw: bytes, endpoint_charset: str | None = None, default_char
         warnings.append(f"MSH-18 is empty; non-ASCII content read as {used}")
     return Decoded(text, used, declared, warnings)
 
-
-def encode_message(text: str, codec: str) -> bytes:
-    """Encode outbound text strictly: a character the charset cannot carry is an error, never a silent '?'."""
-    return text.encode(codec)

@@ -180,7 +180,10 @@ class Segment:
             if not raw:
                 reps = []
             elif self.name == "MSH" and number <= 2:
-                reps = [Repetition(raw.replace(self._message.separators.component, ""), self._message)] if number == 2 else [Repetition(raw, self._message)]
+                # MSH-1 and MSH-2 are the delimiters themselves: one value, never split
+                rep = Repetition(raw, self._message)
+                rep._components = [raw]
+                reps = [rep]
             else:
                 reps = [Repetition(r, self._message) for r in raw.split(self._message.separators.repetition)]
             self._reps[number] = reps

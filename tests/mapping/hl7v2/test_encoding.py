@@ -62,3 +62,15 @@ def test_unknown_msh18_is_an_error_without_endpoint_configuration():
                                          ("ASCII", "ascii"), ("gb2312", "gb18030"), ("utf8", "utf-8")])
 def test_charset_names(value, codec):
     assert codec_name(value) == codec
+
+
+def test_sender_charset_configuration_overrides_a_wrong_msh18():
+    from fhir_server.mapping.convert import Converter, MappingConfig
+    from fhir_server.mapping.errors import MappingError
+
+    raw = _message("UNICODE UTF-8").encode("gb18030")  # the HIS declares UTF-8 but writes GBK
+    with pytest.raises(MappingError) as error:
+        Converter().parse_v2(raw)
+    assert error.value.reject and error.value.location == "MSH-18"
+    message, warnings = Converter(MappingConfig(sender_charsets={"QXRMYY": "GBK"})).parse_v2(raw)
+    assert message.first("PID").get(5, 1) == NAME and any("configured for gb18030" in w for w in warnings)
