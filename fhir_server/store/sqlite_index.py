@@ -630,25 +630,28 @@ class SQLiteIndex:
         return out
 
     def _reverse(self, conn, include, records) -> list[tuple[str, str]]:
-        out = []
         if include.source_type == "*":
             keys = [p.key for t in self.registry.by_type for p in self.registry.own_params(t) if p.type == "reference"]
         else:
             keys = self._reference_keys(include.source_type, include)
+        if not keys:
+            return []
+        by_type: dict[str, list[str]] = {}
         for record in records:
-            if include.target_type and include.target_type != record.resource_type:
-                continue
-            sql = ("SELECT s.rtype, s.id FROM idx_reference ref JOIN idx_resource s ON s.rid = ref.rid"
-                   " WHERE ref.tid = ? AND ref.ttype = ?")
-            args: list = [record.id, record.resource_type]
-            if not keys:
-                continue
-            sql = sql.replace("WHERE ref.tid", f"WHERE ref.param IN ({', '.join('?' * len(keys))}) AND ref.tid")
-            args = keys + args
-            if include.source_type != "*":
-                sql += " AND s.rtype = ?"
-                args.append(include.source_type)
-            out += [tuple(r) for r in conn.execute(sql + f" LIMIT {_INCLUDE_LIMIT}", args)]
+            if not include.target_type or include.target_type == record.resource_type:
+                by_type.setdefault(record.resource_type, []).append(record.id)
+        out = []
+        for rtype, ids in by_type.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                sql = (f"SELECT s.rtype, s.id FROM idx_reference ref JOIN idx_resource s ON s.rid = ref.rid"
+                       f" WHERE ref.param IN ({', '.join('?' * len(keys))}) AND ref.tid IN"
+                       f" ({', '.join('?' * len(chunk))}) AND ref.ttype = ?")
+                args: list = [*keys, *chunk, rtype]
+                if include.source_type != "*":
+                    sql += " AND s.rtype = ?"
+                    args.append(include.source_type)
+                out += [tuple(r) for r in conn.execute(sql + f" LIMIT {_INCLUDE_LIMIT}", args)]
         return out
 
 
