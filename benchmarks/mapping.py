@@ -84,6 +84,19 @@ def in_process(count: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def in_process_ingest(label: str, messages: list[bytes]) -> tuple[str, float, float]:
+    """Convert + commit without sockets: the cost of the commit path itself."""
+    from fhir_server.formats.json import loads
+
+    with tempfile.TemporaryDirectory() as directory:
+        repository = build_repository(Settings(data_dir=Path(directory)))
+        repository.process_bundle(loads(MEMBERS.read_bytes()))
+        ingestor = Ingestor(repository)
+        wall, cpu = timed(ingestor.ingest_v2, messages)
+        repository.store.close()
+    return f"ingest + commit {label} in process", rate(len(messages), wall), rate(len(messages), cpu)
+
+
 def mllp_ingest(label: str, messages: list[bytes], connections: int) -> tuple[str, float, int]:
     from fhir_server.formats.json import loads
 
@@ -131,6 +144,8 @@ def main() -> int:
     for name, wall, cpu in in_process(args.messages):
         print(f"{name:60} {wall:14,.0f} {cpu:14,.0f}")
     for label, messages in (("REF^I12", ref_messages(args.ingest)), ("ADT^A04", adt_messages(args.ingest))):
+        name, wall, cpu = in_process_ingest(label, messages)
+        print(f"{name:60} {wall:14,.0f} {cpu:14,.0f}")
         for connections in (1, 4):
             name, wall, accepted = mllp_ingest(label, messages, connections)
             note = "" if accepted == len(messages) else f"  ({accepted}/{len(messages)} AA)"
