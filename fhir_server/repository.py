@@ -82,6 +82,14 @@ class _ObservedStore:
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
+    def close(self) -> None:
+        for hook in self._repository.close_hooks:  # background users of the store stop first
+            try:
+                hook()
+            except Exception:
+                log.exception("close hook failed")
+        self._store.close()
+
     def note(self, record: StoredResource) -> None:
         written = getattr(self._local, "written", None)
         if written is not None:
@@ -120,6 +128,7 @@ class Repository:
         self.checks: list[WriteCheck] = []
         self.precommit_hooks: list[PrecommitHook] = []
         self.commit_listeners: list[CommitListener] = []
+        self.close_hooks: list[Callable[[], None]] = []
         #: (type, id) pairs owned by the server (conformance resources): clients may not write them
         self.protected: set[tuple[str, str]] = set()
 
@@ -134,6 +143,10 @@ class Repository:
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(records)`` after each write transaction commits (not on rollback)."""
         self.commit_listeners.append(listener)
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` when the store is about to close (stop background work that uses it)."""
+        self.close_hooks.append(hook)
 
     # ---- validation -------------------------------------------------------------------------
 
@@ -337,10 +350,11 @@ class Repository:
     def seed(self, resources: Iterable[dict]) -> int:
         """Write server-owned resources (kept read-only for clients); unchanged ones are left alone."""
         written = 0
-        with self.store.session(write=True) as session:
-            for resource in resources:
-                resource_type, id = resource["resourceType"], resource["id"]
-                self.protected.add((resource_type, id))
+        for resource in resources:
+            resource_type, id = resource["resourceType"], resource["id"]
+            self.protected.add((resource_type, id))
+            # one session per resource: a standalone MongoDB server takes one write per session
+            with self.store.session(write=True) as session:
                 current = session.read(resource_type, id)
                 if current is not None and not current.deleted:
                     stored = fjson.loads(current.body)

@@ -282,3 +282,23 @@ def test_leases_make_concurrent_conditional_creates_one_resource_without_transac
     with standalone.session() as session:
         assert session.history("Patient")[1] == 1
     assert standalone.db[mongo.LOCKS].count_documents({}) == 0
+
+
+def test_the_app_starts_and_serves_on_a_standalone_server(standalone, tmp_path):
+    """Start-up seeding writes one resource per session, which a server without transactions accepts."""
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+    from fhir_server.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path, base_url="http://testserver"), standalone)
+    with TestClient(app) as client:
+        assert client.get("/metadata").status_code == 200
+        created = client.post("/Patient", json={"resourceType": "Patient", "gender": "female"})
+        assert created.status_code == 201
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}},
+            {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}}]}
+        refused = client.post("/", json=bundle)
+        assert refused.status_code == 400 and "replica set" in refused.text
+        assert client.get("/Patient").json()["total"] == 1
