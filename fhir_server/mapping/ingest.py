@@ -63,6 +63,17 @@ class IngestOutcome:
         return self.ack.encode(self.codec, errors="replace")
 
 
+def _peek_control_id(raw: bytes) -> str:
+    """MSH-10 of a message that could not be parsed, when its first line still shows one."""
+    head = raw.lstrip()[:1024].replace(b"\n", b"\r").split(b"\r", 1)[0]
+    if not head.startswith(b"MSH") or len(head) < 4:
+        return ""
+    fields = head.split(head[3:4])
+    value = fields[9] if len(fields) > 9 else b""
+    text = value.decode("latin-1")
+    return text if text.isprintable() and len(text) <= 64 else ""
+
+
 def _fhir_error_text(exc: FhirError) -> str:
     texts = [i.get("diagnostics", "") for i in exc.issues if i.get("severity") in ("error", "fatal")] or [str(exc)]
     return "; ".join(t for t in texts if t)[:500]
@@ -93,8 +104,9 @@ class Ingestor:
         except MappingError as exc:
             code = "AR" if exc.reject else "AE"
             log.warning("HL7 v2 message rejected (%s %s): %s", code, exc.code, exc)
-            return IngestOutcome(code, build_ack(message, code, str(exc), exc.code, exc.location, default_offset=offset),
-                                 message.codec if message else "utf-8", str(exc), error=exc)
+            ack = build_ack(message, code, str(exc), exc.code, exc.location, default_offset=offset,
+                            original_control_id="" if message else _peek_control_id(raw))
+            return IngestOutcome(code, ack, message.codec if message else "utf-8", str(exc), error=exc)
         except Exception as exc:  # a bug must not take the listener down; the sender gets AE
             log.exception("mapping failed")
             text = f"internal error while mapping: {type(exc).__name__}"

@@ -113,6 +113,11 @@ def test_bad_input_gets_ar_or_ae(repository, converter):
     assert _count(repository, "Patient") == 0 and _count(repository, "Basic") == 0
 
 
+def test_unreadable_message_ack_still_names_its_control_id(repository, converter):
+    outcome = Ingestor(repository, converter).ingest_v2(b"MSH|^~^&|HIS|QXRMYY|||20261123||ADT^A04|C77|P|2.5\rPID|1\r")
+    assert outcome.code == "AR" and _ack(outcome).first("MSA").get(2) == "C77"
+
+
 def test_adt_a04_then_a08_updates_the_same_patient(repository, converter):
     ingestor = Ingestor(repository, converter)
     assert ingestor.ingest_v2(adt_a04("A1", "110101198002020021", "赵^敏", visit="V1").encode()).code == "AA"

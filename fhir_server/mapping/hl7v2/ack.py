@@ -41,8 +41,13 @@ def build_ack(
     severity: str = "E",
     default_offset: str = "+08:00",
     warnings: list[str] | None = None,
+    original_control_id: str = "",
 ) -> str:
-    """The ACK text (segments joined by CR). ``code`` is AA, AE or AR."""
+    """The ACK text (segments joined by CR). ``code`` is AA, AE or AR.
+
+    Without a parsed message (it could not be read), ``original_control_id`` — MSH-10 as far as it
+    could be made out — still lets the sender match the rejection to what it sent.
+    """
     seps: Separators = message.separators if message is not None else DEFAULT_SEPARATORS
     f, c, s = seps.field, seps.component, seps.subcomponent
     esc = lambda value: escape(value, seps)  # noqa: E731
@@ -56,7 +61,8 @@ def build_ack(
         processing = msh.field(11) or "P"
         charset = msh.field(18) or CODEC_MSH18.get(message.codec, "")
     else:
-        sending_app = sending_fac = receiving_app = receiving_fac = trigger = original_id = ""
+        sending_app = sending_fac = receiving_app = receiving_fac = trigger = ""
+        original_id = escape(original_control_id, seps)
         version, processing, charset = "2.5", "P", ""
     msh_fields = [
         "MSH", seps.encoding_characters, sending_app, sending_fac, receiving_app, receiving_fac,
