@@ -28,6 +28,7 @@ document only with the filter ``{"version": expected}`` (a create is an insert o
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -278,6 +279,11 @@ class MongoStore:
         if mode not in ("transactions", "single", "serial"):
             raise ValueError(f"unknown MongoDB store mode {mode!r}")
         self.mode = mode
+        if mode == "single":
+            logging.getLogger("fhir_server").warning(
+                "MongoDB at %s is a standalone server: each write session may write one resource; transaction "
+                "Bundles and writes with side effects (referral workflow provenance, batched audit events) are "
+                "refused — run MongoDB as a replica set (a single-node replica set is enough)", redact(url or "?"))
         options = {}
         if not self.mock:
             driver_options = getattr(client, "options", None)
@@ -291,6 +297,11 @@ class MongoStore:
         self._lock = threading.RLock()
         self._local = threading.local()
         ensure_indexes(self.db)
+
+    @property
+    def transactional(self) -> bool:
+        """Whether a write session may hold several writes (False on a standalone server: one write per session)."""
+        return self.mode != "single"
 
     @classmethod
     def from_url(cls, url: str) -> "MongoStore":

@@ -148,7 +148,13 @@ def test_an_index_whose_definition_changed_is_rebuilt(mock_store):
 
 # -- standalone servers ----------------------------------------------------------------------------
 
+def test_a_standalone_server_is_announced_at_start_up(caplog):
+    MongoStore(mongomock.MongoClient(), "test_warn", mode="single", url="mongodb://u:pw@db1/fhir").close()
+    assert "standalone server" in caplog.text and "mongodb://***@db1/fhir" in caplog.text
+
+
 def test_standalone_server_applies_a_single_write(standalone):
+    assert not standalone.transactional
     _put(standalone, {"resourceType": "Patient", "id": "a"})
     _put(standalone, {"resourceType": "Patient", "id": "a", "gender": "male"}, 2)
     with standalone.session() as session:
