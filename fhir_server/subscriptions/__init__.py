@@ -18,6 +18,7 @@ def install(repository):
     repository.add_write_check(notifier.check)
     repository.add_precommit_hook(notifier.activate)
     repository.add_commit_listener(notifier.on_commit)
+    repository.add_close_hook(notifier.close)
     _NOTIFIERS[repository] = notifier
     return notifier
 

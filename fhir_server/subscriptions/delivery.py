@@ -156,10 +156,16 @@ class Notifier:
         if records:
             self._push(_Job(time.monotonic(), next(self._seq), "match", records=records))
 
-    def close(self) -> None:
+    def close(self, wait: float = 5.0) -> None:
+        """Stop delivering (pending retries are dropped) and wait for the job in progress to end, so the
+        store is never closed under the worker."""
         with self._cond:
             self._closed = True
+            self._heap.clear()
             self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
 
     # ---- the worker ---------------------------------------------------------------------------------
 
@@ -213,6 +219,8 @@ class Notifier:
         return [s for s in subscriptions if not s.get("end") or s["end"] > now]
 
     def _match(self, records: list) -> None:
+        if self._closed:
+            return
         with self.repository.store.session() as session:
             subscriptions = self._active_subscriptions(session)
             if not subscriptions:
@@ -280,6 +288,8 @@ class Notifier:
             self._give_up(subscription, error or f"HTTP {status}")
 
     def _silently(self, write: Callable[[], object]) -> None:
+        if self._closed:
+            return
         self._local.silent = True
         try:
             write()
