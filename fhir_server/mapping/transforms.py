@@ -47,6 +47,7 @@ def v2_datetime(value: str, default_offset: str = "+08:00", precision: str = "da
         raise InvalidValue(f"{value!r} is not an HL7 date/time")
     _check_date(year, month, day)
     date = year_s + (f"-{month_s}" if month_s else "") + (f"-{day_s}" if day_s else "")
+    offset = _offset(zone, default_offset)  # checked even where a date-only value drops it
     if precision == "date" or hour_s is None:
         if precision == "instant":
             raise InvalidValue(f"{value!r} has no time, an instant needs one")
@@ -61,7 +62,7 @@ def v2_datetime(value: str, default_offset: str = "+08:00", precision: str = "da
     text = f"{date}T{hour:02d}:{minute:02d}:{second:02d}"
     if fraction:
         text += "." + fraction
-    return text + _offset(zone, default_offset)
+    return text + offset
 
 
 def fhir_to_v2_datetime(value: str) -> str:
