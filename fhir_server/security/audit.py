@@ -14,6 +14,7 @@ import base64
 import logging
 import queue
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -26,6 +27,7 @@ _ACTION = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "h
            "history-system": "R", "search-type": "R", "search-system": "R", "update": "U", "patch": "U",
            "delete": "D"}
 _BATCH = 500
+_GATHER_SECONDS = 0.05
 
 
 def _now() -> str:
@@ -125,6 +127,8 @@ class AuditWriter:
             if first is None:
                 self.queue.task_done()
                 return
+            # let a batch gather: one transaction (and one wake-up of this thread) per many requests
+            time.sleep(_GATHER_SECONDS)
             batch = [first]
             while len(batch) < _BATCH:
                 try:
