@@ -22,7 +22,7 @@ from fhir_server.formats import json as fjson
 
 from . import vocabulary as v
 from .facts import Facts, local_reference
-from .rules import RuleBook, direction, parse_instant
+from .rules import RuleBook, parse_instant
 
 #: the organisation the current request acts for (``Organization/id``), set by the access layer; None = unknown
 CALLER_ORGANIZATION: ContextVar[str | None] = ContextVar("referral_caller_organization", default=None)
@@ -123,9 +123,22 @@ def _without_meta(resource: dict | None) -> dict:
     return {k: val for k, val in (resource or {}).items() if k not in ("meta", "id", "text")}
 
 
-def caller_side(caller: str | None, facts: Facts, task: dict) -> tuple[str | None, str | None]:
+def task_sides(facts: Facts, task: dict) -> tuple[str | None, str | None]:
     """(owner organisation, requester organisation) of a Task."""
     return local_reference(task.get("owner")), facts.organization_ref(task.get("requester"))
+
+
+def required_side(task: dict, previous: dict | None) -> str | None:
+    """Which side a write is for: the requester sends and cancels; the owner answers, books, forwards, closes."""
+    if previous is None:
+        return "requester"
+    current, wanted = previous.get("status"), task.get("status")
+    if wanted != current:
+        return "owner" if wanted in OWNER_MOVES else "requester" if wanted in REQUESTER_MOVES else None
+    if business_status(task) != business_status(previous) or \
+            local_reference(task.get("owner")) != local_reference(previous.get("owner")):
+        return "owner"
+    return None
 
 
 def check_task(facts: Facts, task: dict, previous: dict | None, caller: str | None) -> list[dict]:
@@ -148,14 +161,17 @@ def check_task(facts: Facts, task: dict, previous: dict | None, caller: str | No
             raise FhirError(409, f"Task.owner may not change once the referral is {current} — 已{current}的转诊不可改派",
                             "business-rule", ["Task.owner"])
     # who may do it
-    if caller and previous is not None and (wanted != current):
-        owner, requester = caller_side(caller, facts, previous)
-        if wanted in OWNER_MOVES and caller != owner:
+    side = required_side(task, previous) if caller else None
+    if side is not None:
+        owner, requester = task_sides(facts, previous or task)
+        if side == "owner" and caller != owner:
             raise FhirError(403, f"only the receiving organisation ({owner}) may move the referral to {wanted} — "
                                  f"仅接收方可执行此操作", "forbidden", ["Task.status"])
-        if wanted in REQUESTER_MOVES and caller != requester:
-            raise FhirError(403, f"only the referring organisation ({requester}) may move the referral to {wanted} — "
-                                 f"仅转出方可执行此操作", "forbidden", ["Task.status"])
+        if side == "requester" and caller != requester:
+            raise FhirError(403, f"only the referring organisation ({requester}) may "
+                                 f"{'send' if previous is None else 'move'} the referral"
+                                 f"{'' if previous is None else ' to ' + str(wanted)} — 仅转出方可执行此操作",
+                            "forbidden", ["Task.status"])
     # what the new status needs
     code = business_status(task)
     if code is not None and wanted in BUSINESS_STATUSES and code not in BUSINESS_STATUSES[wanted]:
@@ -395,5 +411,5 @@ def response_deadline(task: dict, rule_book: RuleBook, facts: Facts) -> datetime
     return authored + timedelta(hours=rule_set.param("responseHours", default=48))
 
 
-__all__ = ["Workflow", "acting_as", "CALLER_ORGANIZATION", "TASK_TRANSITIONS", "REQUEST_TRANSITIONS",
-           "response_deadline", "direction"]
+__all__ = ["Workflow", "acting_as", "caller_identity", "CALLER_ORGANIZATION", "TASK_TRANSITIONS",
+           "REQUEST_TRANSITIONS", "response_deadline"]

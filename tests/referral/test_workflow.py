@@ -277,7 +277,14 @@ def test_only_the_right_side_moves_the_task(app, network):
             repository.update("Task", task["id"], moved(received, "cancelled"))
     assert getattr(refused.value, "status", None) == 403
     with acting_as("Organization/village-a"):
+        with pytest.raises(Exception) as refused:  # booking is the receiving centre's business
+            repository.update("Task", task["id"], moved(received, "received", "under-review"))
+        assert getattr(refused.value, "status", None) == 403
         repository.update("Task", task["id"], moved(received, "cancelled"))
+    with acting_as("Organization/county-hosp"):  # nobody sends a referral in another organisation's name
+        with pytest.raises(Exception) as refused:
+            repository.process_bundle(fixture("up-referral.json"))
+    assert getattr(refused.value, "status", None) == 403
     trail = provenance_for(network, f"Task/{task['id']}")
     assert [p["agent"][0]["who"]["reference"] for p in trail] == [
         "Organization/village-a", "Organization/county-hosp", "Organization/village-a"]
