@@ -31,7 +31,8 @@ def _media_type(value: str) -> str:
 
 def response_format(request: Request) -> str:
     """JSON or XML for the response, from ``_format`` or the Accept header (JSON by default)."""
-    fmt = request.query_params.get("_format")
+    # most requests have no query string: skip building QueryParams for them
+    fmt = request.query_params.get("_format") if request.scope.get("query_string") else None
     if fmt:
         media = _media_type(fmt)
         if media in _XML_TYPES:
@@ -51,6 +52,8 @@ def response_format(request: Request) -> str:
 
 
 def is_pretty(request: Request) -> bool:
+    if not request.scope.get("query_string"):
+        return False
     return request.query_params.get("_pretty", "").lower() == "true"
 
 
@@ -134,7 +137,7 @@ def render(request: Request, resource: dict | None, status: int = 200, headers: 
 
 def render_stored(request: Request, body: bytes, status: int = 200, headers: dict | None = None) -> Response:
     """A stored resource: its bytes as they are when JSON is wanted, re-rendered otherwise."""
-    query = request.query_params
+    query = request.query_params if request.scope.get("query_string") else {}
     if "_summary" in query or "_elements" in query:
         from ..search.shaping import apply
 
