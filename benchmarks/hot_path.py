@@ -83,6 +83,7 @@ async def measure(app, request, count: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="requests per scenario (a tenth for transactions)")
+    parser.add_argument("--scenarios", default="read,create,transaction")
     parser.add_argument("--profile", choices=["read", "create", "transaction"])
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                 profiler.disable()
                 pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(args.top)
                 return
-            for name, request in requests.items():
+            for name in args.scenarios.split(","):
+                request = requests[name]
                 count = args.count // 10 if name == "transaction" else args.count
                 wall, cpu = await measure(app, request, count)
                 print(f"{name:<12} {wall:8.0f} µs/request wall {cpu:8.0f} µs CPU")

@@ -1,7 +1,7 @@
 """The ceiling for ``rest.py``: a bare FastAPI app answering with the FHIR server's own bytes.
 
-It routes the same paths the same way (path parameters, ``async`` handlers, the request
-body read in full) and returns the status, headers and body the real server returned for
+It routes the same paths (``async`` handlers taking the request, as the FHIR routes do;
+the request body read in full) and returns the status, headers and body the real server returned for
 the same request, captured by ``rest.py`` into ``$BENCH_RAW_DIR/responses.json`` just
 before the run. Whatever the real server spends beyond this app is the FHIR work:
 parsing, validation, storage, versioning.
@@ -35,12 +35,12 @@ _READ, _CREATE, _TRANSACTION = _canned("read"), _canned("create"), _canned("tran
 
 
 @app.get("/{resource_type}/{id}")
-async def read(request: Request, resource_type: str, id: str) -> Response:
+async def read(request: Request) -> Response:
     return _response(_READ)
 
 
 @app.post("/{resource_type}")
-async def create(request: Request, resource_type: str) -> Response:
+async def create(request: Request) -> Response:
     await request.body()
     return _response(_CREATE)
 
