@@ -23,7 +23,8 @@ from typing import Iterator
 
 from ..errors import FhirError
 from .context import current_caller
-from .policy import Policy, restrict_query, visible_ids
+from ..repository import valid_id
+from .policy import Policy, quick_visible, restrict_query, visible_ids
 
 _LETTER_WORD = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
@@ -59,10 +60,13 @@ class Guard:
         if caller.admin or not self.policy.is_restricted(caller, resource_type):
             return
         inner = getattr(session, "inner", session)
-        if existing_only:
-            current = inner.read(resource_type, id)
-            if current is None or current.deleted:
+        current = inner.read(resource_type, id) if valid_id(id) else None
+        if current is None or current.deleted:
+            if existing_only:
                 return
+            raise not_visible(resource_type, id)
+        if quick_visible(self.policy, inner, caller, current):
+            return
         if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
             raise not_visible(resource_type, id)
 

@@ -54,3 +54,23 @@ def test_a_deployment_policy_replaces_the_default(tmp_path):
     policy = Policy.load(path)
     assert policy.restriction(MEMBER, "Observation", "read") == AnyOf(())  # closed by default here
     assert policy.restriction(MEMBER, "Patient", "read").conditions[0].values[0].id == "org-a"
+
+
+def test_quick_check_never_admits_what_the_query_refuses(auth_app, consortium):
+    """The by-id shortcut and the query agree on every fixture resource for every member."""
+    from fhir_server.security.policy import quick_visible, visible_ids
+
+    guard = auth_app.state.guard
+    resources = [(e["resource"]["resourceType"], e["resource"]["id"]) for e in consortium["entry"]]
+    admitted = 0
+    with guard.store.session() as session:
+        for org in ("org-a", "org-b", "org-c", "org-d"):
+            caller = Caller("c", f"Organization/{org}")
+            for resource_type, id in resources:
+                record = session.read(resource_type, id)
+                for mode in ("read", "write"):
+                    if quick_visible(guard.policy, session, caller, record, mode):
+                        admitted += 1
+                        assert id in visible_ids(guard.policy, session, caller, resource_type, [id], mode), \
+                            (org, resource_type, id, mode)
+    assert admitted > 10  # the shortcut does decide the common cases
