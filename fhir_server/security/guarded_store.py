@@ -134,14 +134,14 @@ class GuardedSession:
             if resource_type in policy.admin_only:
                 raise FhirError(403, f"{resource_type} is written by the server and platform administrators only",
                                 "forbidden")
-            if existing is not None:
+            if existing is not None and not quick_visible(policy, self.inner, caller, existing, "write"):
                 if id not in visible_ids(policy, self.inner, caller, resource_type, [id]):
                     raise not_visible(resource_type, id)
                 if id not in visible_ids(policy, self.inner, caller, resource_type, [id], mode="write"):
                     raise FhirError(403, f"{caller.organization} may read but not change {resource_type}/{id}",
                                     "forbidden")
         self.inner.write(record, resource, expected_version)
-        if not caller.admin and not record.deleted:
+        if not caller.admin and not record.deleted and not quick_visible(policy, self.inner, caller, record, "write"):
             if id not in visible_ids(policy, self.inner, caller, resource_type, [id], mode="write"):
                 raise FhirError(403, f"the access policy does not let {caller.organization} write this "
                                      f"{resource_type}: it must name the organisation as a party (e.g. requester, "
