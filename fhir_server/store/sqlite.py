@@ -142,7 +142,7 @@ class SQLiteStore:
             conn.execute("PRAGMA cache_size=-65536")
             # A write dirties ~40 pages (resource, history and search-index B-trees). With the default
             # checkpoint every 1000 WAL pages a checkpoint (page copy + fsync) ran every ~25 commits;
-            # every 10000 pages, hot pages are copied once for many commits (create ~2x faster).
+            # every 10000 pages, hot pages are copied once for many commits (COMMIT about 2x faster).
             # journal_size_limit trims the WAL file back after a checkpoint.
             conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute("PRAGMA journal_size_limit=67108864")
