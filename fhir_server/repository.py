@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -350,20 +350,23 @@ class Repository:
     def seed(self, resources: Iterable[dict]) -> int:
         """Write server-owned resources (kept read-only for clients); unchanged ones are left alone."""
         written = 0
-        for resource in resources:
-            resource_type, id = resource["resourceType"], resource["id"]
-            self.protected.add((resource_type, id))
-            # one session per resource: a standalone MongoDB server takes one write per session
-            with self.store.session(write=True) as session:
-                current = session.read(resource_type, id)
-                if current is not None and not current.deleted:
-                    stored = fjson.loads(current.body)
-                    stored.pop("meta", None)
-                    compare = {k: v for k, v in resource.items() if k != "meta"}
-                    if stored == compare:
-                        continue
-                self._persist(session, resource_type, id, resource, current, "PUT", [])
-                written += 1
+        # one transaction where the store allows several writes in one (the per-resource sessions join
+        # it); a standalone MongoDB server takes one write per session, so there each resource is its own
+        outer = self.store.session(write=True) if getattr(self.store, "transactional", True) else nullcontext()
+        with outer:
+            for resource in resources:
+                resource_type, id = resource["resourceType"], resource["id"]
+                self.protected.add((resource_type, id))
+                with self.store.session(write=True) as session:
+                    current = session.read(resource_type, id)
+                    if current is not None and not current.deleted:
+                        stored = fjson.loads(current.body)
+                        stored.pop("meta", None)
+                        compare = {k: v for k, v in resource.items() if k != "meta"}
+                        if stored == compare:
+                            continue
+                    self._persist(session, resource_type, id, resource, current, "PUT", [])
+                    written += 1
         return written
 
 
