@@ -111,8 +111,12 @@ def test_consent_later_in_the_same_transaction(network):
     assert post_bundle(network, bundle).status_code == 200
     del bundle["entry"][2]
     bundle["entry"][0]["resource"]["extension"][2]["valueReference"]["reference"] = "Consent/not-in-bundle"
+    counts = {kind: network.get(f"/{kind}/_history").json().get("total") for kind in ("ServiceRequest", "Task",
+                                                                                        "Provenance")}
     response = post_bundle(network, bundle)
     assert response.status_code == 422 and "consent-required" in response.text
+    # judged at the end of the transaction, refused as a whole: nothing of it is stored
+    assert counts == {kind: network.get(f"/{kind}/_history").json().get("total") for kind in counts}
 
 
 def test_direction_against_levels(network):
