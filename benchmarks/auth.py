@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1, help="alternating open/auth runs per scenario; best kept")
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--no-audit", action="store_true", help="auth and policy only (FHIR_AUDIT=0): the audit's share")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--check", action="store_true", help="exit 1 when the target ratio is missed")
     args = parser.parse_args(argv)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         clients_file, keys = make_clients(tmp_path)
         open_env = {"FHIR_DATA_DIR": str(tmp_path / "open"), "FHIR_AUTH": "", "FHIR_AUDIT": ""}
         auth_env = {"FHIR_DATA_DIR": str(tmp_path / "auth"), "FHIR_AUTH": "1", "FHIR_AUTH_CLIENTS": str(clients_file),
-                    "FHIR_AUTH_TOKEN_SECRET": uuid.uuid4().hex * 2, "FHIR_AUDIT": ""}
+                    "FHIR_AUTH_TOKEN_SECRET": uuid.uuid4().hex * 2, "FHIR_AUDIT": "0" if args.no_audit else ""}
         servers = []
         try:
             opened = rest.Server("open", "fhir_server.app:serve_app", open_env, server_cpu, ["--factory"],
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = {k: max(v, key=lambda r: r.rps) for k, v in runs.items()}
             deadline = time.monotonic() + 60
             audited = audit_count(secured, admin) - audited_before
-            while audited < requests_on_auth and time.monotonic() < deadline:
+            while not args.no_audit and audited < requests_on_auth and time.monotonic() < deadline:
                 time.sleep(1)
                 audited = audit_count(secured, admin) - audited_before
         finally:
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nAuth + audit benchmark — Python {platform.python_version()}, {os.cpu_count()} CPUs, SQLite, "
           f"wrk -t{args.threads} -c{args.connections}, {args.duration:g} s per run, best of {args.rounds}"
           f"{', server on CPU 0 / wrk on CPU 1' if pin else ''}, load average {load:.1f}\n")
-    print("| scenario | open req/s | open p50 / p99 ms | auth+audit req/s | auth p50 / p99 ms | auth/open | target "
+    label = "auth (no audit)" if args.no_audit else "auth+audit"
+    print(f"| scenario | open req/s | open p50 / p99 ms | {label} req/s | auth p50 / p99 ms | auth/open | target "
           "| server CPU µs/req open / auth |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     missed, report = [], {}
@@ -209,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{a.p99_ms:.2f} | {ratio:.0%} | ≥ {TARGET:.0%} {'met' if ratio >= TARGET else 'MISSED'} "
               f"| {o.cpu_us:.0f} / {a.cpu_us:.0f} |")
         report[name] = {"open": vars(o) | {"rps": o.rps}, "auth": vars(a) | {"rps": a.rps}, "ratio": ratio}
-    print(f"\naudit trail: {audited} AuditEvents stored for {requests_on_auth} measured requests "
-          f"({'complete' if audited >= requests_on_auth else 'INCOMPLETE'} within 60 s after the load)")
-    report["audit"] = {"requests": requests_on_auth, "audit_events": audited}
+    if not args.no_audit:
+        print(f"\naudit trail: {audited} AuditEvents stored for {requests_on_auth} measured requests "
+              f"({'complete' if audited >= requests_on_auth else 'INCOMPLETE'} within 60 s after the load)")
+        report["audit"] = {"requests": requests_on_auth, "audit_events": audited}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     if missed:
