@@ -15,9 +15,11 @@ spec's "XML Representation of Resources" against its "JSON Representation":
   is wrapped in an element named for the field;
 * ``Narrative.div`` is XHTML, a string in JSON (:mod:`fhir_server.formats.xhtml`).
 
-Untrusted input: the parser never loads a DTD, resolves entities or touches the network,
-and any DOCTYPE is refused before parsing (internal entities would otherwise still expand
-inside attribute values). FHIR resources are UTF-8, and the parser is told so.
+Untrusted input: the parser is configured never to load a DTD, resolve entities or touch
+the network, and any DOCTYPE or ENTITY declaration is refused before libxml2 sees it: with
+those options alone, internal entities still expand inside attribute values and a
+``SYSTEM "file:///..."`` external subset is still opened. FHIR resources are UTF-8 and the
+parser is told so, so the byte scan sees what the parser sees.
 """
 
 from __future__ import annotations
