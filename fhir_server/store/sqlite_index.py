@@ -258,8 +258,9 @@ class _Sql:
                 child = _Sql(self.index, self.base_url)
                 negated, inner_sql = child.condition(target, inner)
                 if negated:
-                    inner_sql = (f"SELECT a.rid FROM idx_resource a WHERE a.rtype = {child.bind(target)}"
-                                 f" AND a.rid NOT IN ({inner_sql})")
+                    # the type placeholder comes before the inner query's in the SQL text
+                    inner_sql = f"SELECT a.rid FROM idx_resource a WHERE a.rtype = ? AND a.rid NOT IN ({inner_sql})"
+                    child.args.insert(0, target)
                 self.args.extend(child.args)
                 selects.append(
                     f"SELECT ref.rid FROM ({inner_sql}) i CROSS JOIN idx_resource t ON t.rid = i.rid"
@@ -271,8 +272,8 @@ class _Sql:
             child = _Sql(self.index, self.base_url)
             negated, inner_sql = child.condition(cond.source_type, cond.condition)
             if negated:
-                inner_sql = (f"SELECT a.rid FROM idx_resource a WHERE a.rtype = {child.bind(cond.source_type)}"
-                             f" AND a.rid NOT IN ({inner_sql})")
+                inner_sql = f"SELECT a.rid FROM idx_resource a WHERE a.rtype = ? AND a.rid NOT IN ({inner_sql})"
+                child.args.insert(0, cond.source_type)
             self.args.extend(child.args)
             return False, (
                 f"SELECT me.rid FROM ({inner_sql}) i CROSS JOIN idx_reference ref ON ref.rid = i.rid"
@@ -497,8 +498,9 @@ class SQLiteIndex:
         if boundary is not None:
             ors = []
             for i, (expr, desc) in enumerate(order_terms):
-                parts = [f"{order_terms[j][0]} IS {sql.bind(boundary[j])}" for j in range(i)]
-                parts.append(f"{expr} {'<' if desc != backward else '>'} {sql.bind(boundary[i])}")
+                # parenthesised: "(x) IS NULL < ?" would parse as "(x) IS (NULL < ?)"
+                parts = [f"({order_terms[j][0]}) IS {sql.bind(boundary[j])}" for j in range(i)]
+                parts.append(f"({expr}) {'<' if desc != backward else '>'} {sql.bind(boundary[i])}")
                 ors.append("(" + " AND ".join(parts) + ")")
             where += " AND (" + " OR ".join(ors) + ")"
         order_sql = ", ".join(f"{expr} {'DESC' if desc != backward else 'ASC'}" for expr, desc in order_terms)

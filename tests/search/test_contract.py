@@ -202,6 +202,9 @@ CASES = [
     ("Patient?_has:ServiceRequest:subject:_has:Task:focus:owner=Organization/org-c", {"pat-erica"}),
     ("Organization?_has:Task:owner:status=requested", {"org-a", "org-c"}),
     ("Patient?_has:ServiceRequest:subject:status=active&gender=female", {"pat-li"}),
+    # negation inside a chain or _has: the negated set is taken among resources of the inner type
+    ("ServiceRequest?subject:Patient.gender:not=male", {"sr-3", "sr-4", "sr-5"}),
+    ("Patient?_has:ServiceRequest:subject:status:not=active", {"pat-zhang", "pat-li", "pat-erica"}),
     # --- common parameters
     ("Patient?_id=pat-li", {"pat-li"}),
     ("Patient?_id=pat-li,pat-erica", {"pat-li", "pat-erica"}),

@@ -113,6 +113,21 @@ def test_previous_link_goes_back(loaded):
     assert _link(page1, "previous") is None
 
 
+def test_paging_with_missing_sort_values_walks_both_ways(loaded):
+    client, resources = loaded
+    seen, url, pages = [], "/Patient?_count=2&_sort=-birthdate", []
+    while url:
+        bundle = _get(client, url)
+        pages.append(bundle)
+        seen += _ids(bundle)
+        url = _link(bundle, "next")
+    patients = [r for r in resources if r["resourceType"] == "Patient"]
+    assert sorted(seen) == sorted(r["id"] for r in patients)  # each once, none repeated
+    assert seen[-1] == "pat-nobirth"  # missing values sort last
+    back = _get(client, _link(pages[-1], "previous"))
+    assert _ids(back) == _ids(pages[-2])
+
+
 def test_self_link_repeats_applied_parameters(loaded):
     client, _ = loaded
     bundle = _get(client, "/Patient?gender=female&_count=5")
