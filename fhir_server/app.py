@@ -85,8 +85,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         importlib.import_module(module)
     repository = build_repository(settings, store)
     conformance = conformance_resources()
-    if conformance:
-        repository.seed(conformance)
+    seeded = list(conformance)
+    if settings.serve_core_search_parameters:
+        from .search.registry import conformance_resources as search_parameters
+
+        seeded += [p for p in search_parameters() if p.get("url", "").startswith("http://hl7.org/fhir/")]
+    if seeded:
+        repository.seed(seeded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -54,6 +54,8 @@ class Settings:
     max_page_size: int = 1000
     #: require the IG profiles for referral resources on write
     require_profiles: bool = False
+    #: serve the R4 core SearchParameters as resources (GET /SearchParameter); written once per store
+    serve_core_search_parameters: bool = True
     #: SMART backend-services authentication (off: open, loopback-only development mode)
     auth_enabled: bool = False
     #: registered clients (JSON); empty → <data_dir>/clients.json
@@ -85,6 +87,8 @@ class Settings:
             max_body_bytes=_env_int("FHIR_MAX_BODY_BYTES", cls.max_body_bytes),
             max_bundle_entries=_env_int("FHIR_MAX_BUNDLE_ENTRIES", cls.max_bundle_entries),
             require_profiles=env.get("FHIR_REQUIRE_PROFILES", "").lower() in ("1", "true", "yes"),
+            serve_core_search_parameters=env.get("FHIR_CORE_SEARCH_PARAMETERS", "1").lower()
+            not in ("0", "false", "no", "off"),
             auth_enabled=env.get("FHIR_AUTH", "").lower() in ("1", "true", "yes", "on"),
             auth_clients_file=env.get("FHIR_AUTH_CLIENTS", ""),
             auth_token_secret=_secret(env),

@@ -63,7 +63,8 @@ def store(backend, tmp_path):
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(data_dir=tmp_path, base_url="http://testserver")
+    # the R4 core SearchParameters (1,300 resources) are seeded only where a test asks for them
+    return Settings(data_dir=tmp_path, base_url="http://testserver", serve_core_search_parameters=False)
 
 
 @pytest.fixture

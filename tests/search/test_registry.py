@@ -110,3 +110,35 @@ def test_data_files_are_what_the_generator_makes(tmp_path):
     data = root / "fhir_server" / "search" / "data"
     for name in ("search-parameters.json", "compartments.json", "elements.json", "choices.json"):
         assert (tmp_path / name).read_bytes() == (data / name).read_bytes(), name
+
+
+def test_core_search_parameters_are_served_as_resources(tmp_path):
+    """GET /SearchParameter answers with the R4 definitions the registry uses, searchable by url and base."""
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+    from fhir_server.config import Settings
+
+    with TestClient(create_app(Settings(data_dir=tmp_path, base_url="http://testserver"))) as client:
+        by_url = client.get("/SearchParameter", params={"url": "http://hl7.org/fhir/SearchParameter/Patient-identifier"})
+        assert by_url.status_code == 200
+        found = [e["resource"] for e in by_url.json()["entry"]]
+        assert [(p["code"], p["type"]) for p in found] == [("identifier", "token")]
+        for_patient = client.get("/SearchParameter", params={"base": "Patient", "_count": "500"}).json()
+        served = {e["resource"]["url"] for e in for_patient["entry"]}
+        statement = client.get("/metadata").json()
+        patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+        listed = {p["definition"] for p in patient["searchParam"]}
+        # every Patient parameter the server lists is served (Resource-level ones have base Resource)
+        assert {u for u in listed if "/Resource-" not in u and "/DomainResource-" not in u} <= served
+        assert "http://hl7.org/fhir/SearchParameter/individual-birthdate" in served
+        assert client.put("/SearchParameter/Patient-identifier", json=found[0]).status_code == 405
+    # a restart on the same store writes nothing again
+    from fhir_server.store import open_store
+    from fhir_server.app import build_repository
+    from fhir_server.search.registry import conformance_resources
+
+    repository = build_repository(Settings(data_dir=tmp_path), open_store(f"sqlite:///{tmp_path / 'fhir.db'}"))
+    core = [p for p in conformance_resources() if p["url"].startswith("http://hl7.org/fhir/")]
+    assert repository.seed(core) == 0
+    repository.store.close()
