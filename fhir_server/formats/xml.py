@@ -25,13 +25,13 @@ parser is told so, so the byte scan sees what the parser sees.
 from __future__ import annotations
 
 import re
-import threading
 from decimal import Decimal
 
 from lxml import etree
 
 from fhir_server.errors import FhirError
 from fhir_server.formats import type_metadata as meta
+from fhir_server.formats import untrusted_xml
 from fhir_server.formats.xhtml import XHTML_NS, div_to_string, string_to_div
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -45,31 +45,11 @@ _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _INTEGER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _DECIMAL_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
 _ENCODING_RE = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-_FORBIDDEN_MARKUP = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
-
-
-_local = threading.local()
 
 
 def _parser() -> etree.XMLParser:
-    """The hardened parser, one per thread (an lxml parser must not be shared across threads)."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = _local.parser = _new_parser()
-    return parser
-
-
-def _new_parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        encoding="utf-8",
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_pis=True,
-        collect_ids=False,
-    )
+    """The hardened parser (see fhir_server.formats.untrusted_xml)."""
+    return untrusted_xml.parser("utf-8")
 
 
 def _structure_error(message: str, path: str | None = None) -> FhirError:
@@ -87,12 +67,9 @@ def xml_to_resource(data: bytes, max_bytes: int | None = DEFAULT_MAX_BYTES) -> d
         raise FhirError(413, f"XML body of {len(data)} bytes exceeds the limit of {max_bytes} bytes", "too-costly")
     _check_prolog(data)
     try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise _structure_error(f"Malformed XML: {exc}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:  # belt and braces: refused above
-        raise _structure_error("XML with a DOCTYPE / DTD is not accepted")
+        root = untrusted_xml.parse(data, encoding="utf-8")
+    except untrusted_xml.RefusedXml as exc:
+        raise _structure_error(str(exc)) from None
     try:
         return _read_resource(root, "")
     except RecursionError:
@@ -107,8 +84,10 @@ def _check_prolog(data: bytes) -> None:
     match = _ENCODING_RE.match(data[:512])
     if match and match.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
         raise _structure_error(f"FHIR XML must be encoded in UTF-8, not {match.group(1).decode('ascii')}")
-    if _FORBIDDEN_MARKUP.search(data):
-        raise _structure_error("XML with a DOCTYPE or ENTITY declaration is not accepted")
+    try:
+        untrusted_xml.refuse_declarations(data)
+    except untrusted_xml.RefusedXml as exc:
+        raise _structure_error(str(exc)) from None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:

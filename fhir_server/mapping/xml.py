@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from fhir_server.formats import untrusted_xml
 from fhir_server.mapping.engine import MappingResult, Run, Source, run_spec
 from fhir_server.mapping.errors import UNSUPPORTED_MESSAGE_TYPE, MappingError
 from fhir_server.mapping.specs import ResourceDef, Rule, Spec
@@ -29,27 +30,14 @@ class XmlError(MappingError):
 
 
 def parse_xml(raw: bytes, max_bytes: int = MAX_XML_BYTES) -> etree._Element:
-    if len(raw) > max_bytes:
-        raise XmlError(f"XML document of {len(raw)} bytes exceeds the limit of {max_bytes}")
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise XmlError("XML with a DOCTYPE or entity declaration is refused (no DTDs, no entities)")
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_pis=True,
-        remove_comments=True,
-    )
+    """Parse a legacy document with the hardened parser; its XML declaration names the charset (GBK is common)."""
     try:
-        root = etree.fromstring(raw, parser)
-    except etree.XMLSyntaxError as exc:
-        raise XmlError(f"XML is not well-formed: {exc}") from None
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:
-        raise XmlError("XML with a DOCTYPE is refused")
-    return root
+        return untrusted_xml.parse(raw, max_bytes, encoding=None, remove_comments=True)
+    except untrusted_xml.RefusedXml as exc:
+        message = str(exc)
+        if exc.reason == "malformed":
+            message = "XML is not well-formed: " + message.removeprefix("Malformed XML: ")
+        raise XmlError(message) from None
 
 
 @dataclass(frozen=True)
