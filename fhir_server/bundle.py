@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import uuid
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from .errors import FhirError, issue, operation_outcome
 from .formats import json as fjson

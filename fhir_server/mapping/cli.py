@@ -7,7 +7,6 @@ writes them through the repository instead, as ``$ingest`` does.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys

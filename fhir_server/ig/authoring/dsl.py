@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_server.ig.canonical import CANONICAL, IG_META, VERSION, url
+from fhir_server.ig.canonical import IG_META, VERSION, url
 from fhir_server.ig.snapshot import element_path
 
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"

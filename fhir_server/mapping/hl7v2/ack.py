@@ -49,7 +49,7 @@ def build_ack(
     could be made out — still lets the sender match the rejection to what it sent.
     """
     seps: Separators = message.separators if message is not None else DEFAULT_SEPARATORS
-    f, c, s = seps.field, seps.component, seps.subcomponent
+    f, c = seps.field, seps.component
     esc = lambda value: escape(value, seps)  # noqa: E731
     if message is not None:
         msh = message.msh
