@@ -89,13 +89,9 @@ def _rewrite_references(value: object, resolve) -> object:
 
 
 def _if_match(request: dict) -> int | None:
-    value = request.get("ifMatch")
-    if not value:
-        return None
-    digits = value.strip().removeprefix("W/").strip('"')
-    if not digits.isdigit():
-        raise FhirError(400, f"ifMatch '{value}' is not a version ETag", "invalid")
-    return int(digits)
+    from .repository import version_from_etag
+
+    return version_from_etag(request.get("ifMatch"), "ifMatch")
 
 
 def _split_path(entry: _Entry) -> list[str]:

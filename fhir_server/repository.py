@@ -38,9 +38,23 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 _SERVER_META = ("versionId", "lastUpdated")
 
 
+def instant(when: datetime) -> str:
+    """A time as stored in meta.lastUpdated: a FHIR instant in UTC with microseconds (sorts lexically)."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def now_instant() -> str:
-    """The current time as a FHIR instant in UTC with microseconds (sorts lexically)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return instant(datetime.now(timezone.utc))
+
+
+def version_from_etag(value: str | None, header: str = "If-Match") -> int | None:
+    """The version in a weak or strong version ETag (``W/"3"``, ``"3"``); None when absent."""
+    if not value:
+        return None
+    digits = value.strip().removeprefix("W/").strip('"')
+    if not digits.isdigit():
+        raise FhirError(400, f"{header} '{value}' is not a version ETag such as W/\"3\"", "invalid")
+    return int(digits)
 
 
 def valid_id(value: object) -> bool:

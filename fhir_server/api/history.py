@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from ..errors import FhirError
 from ..formats import json as fjson
+from ..repository import instant
 from .negotiation import base_url, render
 
 
@@ -24,9 +25,7 @@ def _instant(value: str, name: str) -> str:
         raise FhirError(400, f"{name} '{value}' is not a valid instant", "invalid", [name]) from None
     if when.tzinfo is None:
         raise FhirError(400, f"{name} '{value}' needs a time zone", "invalid", [name])
-    from datetime import timezone
-
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return instant(when)
 
 
 def _int(value: str | None, name: str, default: int) -> int:

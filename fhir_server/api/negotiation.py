@@ -51,6 +51,20 @@ def response_format(request: Request) -> str:
     return JSON
 
 
+def prefer(request: Request, name: str, default: str | None = None) -> str | None:
+    """One preference of the ``Prefer`` header (``return``, ``handling``), unquoted."""
+    for part in request.headers.get("prefer", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip() == name:
+            return value.strip().strip('"')
+    return default
+
+
+def content_media_type(request: Request) -> str:
+    """The request's media type without parameters, lower case ('' when absent)."""
+    return _media_type(request.headers.get("content-type") or "")
+
+
 def is_pretty(request: Request) -> bool:
     if not request.scope.get("query_string"):
         return False

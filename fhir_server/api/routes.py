@@ -14,10 +14,11 @@ from starlette.responses import Response
 
 from ..errors import FhirError, operation_outcome
 from ..formats import json as fjson
-from ..repository import Repository, WriteResult, check_type, resource_issue_summary
+from ..repository import Repository, WriteResult, check_type, resource_issue_summary, version_from_etag
 from ..resource_types import RESOURCE_TYPES
 from . import history, operations
-from .negotiation import JSON_PATCH, base_url, http_date, parse_resource, read_body, render, render_stored
+from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, http_date, parse_resource, prefer,
+                          read_body, render, render_stored)
 
 router = APIRouter()
 _ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
@@ -40,22 +41,11 @@ def _version_headers(request: Request, record, location: bool = False) -> dict:
 
 
 def _if_match(request: Request) -> int | None:
-    value = request.headers.get("if-match")
-    if not value:
-        return None
-    digits = value.strip().removeprefix("W/").strip('"')
-    if not digits.isdigit():
-        raise FhirError(400, f"If-Match '{value}' is not a version ETag such as W/\"3\"", "invalid")
-    return int(digits)
+    return version_from_etag(request.headers.get("if-match"))
 
 
 def _prefer_return(request: Request) -> str:
-    prefer = request.headers.get("prefer", "")
-    for part in prefer.split(";"):
-        part = part.strip()
-        if part.startswith("return="):
-            return part[len("return="):].strip().strip('"')
-    return "representation"
+    return prefer(request, "return", "representation")
 
 
 def _write_response(request: Request, result: WriteResult, status: int) -> Response:
@@ -78,7 +68,7 @@ async def _resource_body(request: Request) -> dict:
 async def system(request: Request) -> Response:
     if request.method == "POST":
         body = await read_body(request)
-        if (request.headers.get("content-type") or "").startswith("application/x-www-form-urlencoded"):
+        if content_media_type(request) == FORM:
             from .search import search_system
 
             return await search_system(request)
@@ -122,7 +112,7 @@ async def type_level(request: Request) -> Response:
 
         return await search_type(request, first)
     if method == "POST":
-        if (request.headers.get("content-type") or "").startswith("application/x-www-form-urlencoded"):
+        if content_media_type(request) == FORM:
             raise FhirError(400, f"use POST /{first}/_search for a search with a form body", "invalid")
         resource = await _resource_body(request)
         result = _repo(request).create(resource, request.headers.get("if-none-exist"), resource_type=first)
@@ -182,7 +172,7 @@ async def instance_level(request: Request) -> Response:
         return Response(status_code=204, headers={"ETag": f'W/"{record.version}"'} if record else None)
     if method == "PATCH":
         body = await read_body(request)
-        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        media = content_media_type(request)
         if media != JSON_PATCH:
             raise FhirError(415, f"PATCH takes {JSON_PATCH} (got '{media or 'no Content-Type'}')", "not-supported")
         try:
@@ -228,9 +218,11 @@ async def _operation(request: Request, name: str, level: str, resource_type: str
     body = None
     if request.method == "POST":
         raw = await read_body(request)
-        content_type = (request.headers.get("content-type") or "").lower()
-        is_fhir = raw.strip() and (not content_type or "json" in content_type or "xml" in content_type)
-        if is_fhir and not content_type.startswith("text/") or "fhir" in content_type:
+        content_type = content_media_type(request)
+        # a FHIR body (Parameters or a resource) is parsed; anything else (an HL7 v2 message, text/xml
+        # documents) reaches the operation as raw bytes
+        looks_fhir = not content_type or "json" in content_type or "xml" in content_type
+        if "fhir" in content_type or (raw.strip() and looks_fhir and not content_type.startswith("text/")):
             parsed = parse_resource(request, raw)
             if parsed.get("resourceType") == "Parameters":
                 parameters = {**parsed, "parameter": (parsed.get("parameter") or []) + parameters["parameter"]}

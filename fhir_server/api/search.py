@@ -18,14 +18,15 @@ from ..resource_types import RESOURCE_TYPES
 from ..search import bundle as search_bundle
 from ..search.query import compartment_condition
 from ..search.registry import default_registry
-from .negotiation import FORM, JSON, base_url, is_pretty, read_body, render, response_format
+from ..repository import check_type
+from .negotiation import FORM, JSON, base_url, content_media_type, is_pretty, prefer, read_body, render, response_format
 
 
 async def _pairs(request: Request) -> list[tuple[str, str]]:
     pairs = list(request.query_params.multi_items())
     if request.method == "POST":
         body = await read_body(request)
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        content_type = content_media_type(request)
         if body.strip():
             if content_type != FORM:
                 raise FhirError(415, f"POST _search takes a form body ({FORM})", "not-supported")
@@ -37,16 +38,8 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
 
 
 def _strict(request: Request) -> bool:
-    for part in request.headers.get("prefer", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name.strip() == "handling":
-            return value.strip().strip('"') == "strict"
-    return False
+    return prefer(request, "handling") == "strict"
 
-
-def _check_type(resource_type: str) -> None:
-    if resource_type not in RESOURCE_TYPES:
-        raise FhirError(404, f"Unknown resource type '{resource_type}'", "not-supported")
 
 
 async def _run(request: Request, types: list[str], pairs, path: str, compartment=None) -> Response:
@@ -67,7 +60,7 @@ async def _run(request: Request, types: list[str], pairs, path: str, compartment
 
 
 async def search_type(request: Request, resource_type: str) -> Response:
-    _check_type(resource_type)
+    check_type(resource_type)
     return await _run(request, [resource_type], await _pairs(request), resource_type)
 
 
@@ -82,7 +75,7 @@ async def search_system(request: Request) -> Response:
 
 async def search_compartment(request: Request, compartment_type: str, compartment_id: str,
                              resource_type: str) -> Response:
-    _check_type(resource_type)
+    check_type(resource_type)
     registry = default_registry()
     if compartment_type not in registry.compartments:
         raise FhirError(404, f"{compartment_type} is not a compartment", "not-supported")

@@ -13,7 +13,7 @@ import re
 from importlib import resources
 from typing import Callable
 
-from .registry import split_union
+from .registry import split_top_level, split_union
 
 Walker = Callable[[dict], list]
 
@@ -40,21 +40,7 @@ class Unsupported(ValueError):
 
 
 def _steps(path: str) -> list[str]:
-    steps, depth, quote, start = [], 0, False, 0
-    for i, ch in enumerate(path):
-        if ch == "'":
-            quote = not quote
-        elif quote:
-            continue
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "." and depth == 0:
-            steps.append(path[start:i])
-            start = i + 1
-    steps.append(path[start:])
-    return [s.strip() for s in steps]
+    return [s.strip() for s in split_top_level(path, ".")]
 
 
 def _flatten(value, out: list) -> None:

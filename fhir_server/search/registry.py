@@ -62,8 +62,8 @@ class SearchParam:
         return param_key(self.owner, f"{self.code}:{suffix}")
 
 
-def split_union(expression: str) -> list[str]:
-    """Top-level ``|`` alternatives of a FHIRPath expression, outer parentheses removed."""
+def split_top_level(expression: str, separator: str) -> list[str]:
+    """``expression`` split at ``separator`` outside parentheses and string literals."""
     parts, depth, quote, start = [], 0, False, 0
     for i, ch in enumerate(expression):
         if ch == "'" and (i == 0 or expression[i - 1] != "\\"):
@@ -74,11 +74,16 @@ def split_union(expression: str) -> list[str]:
             depth += 1
         elif ch == ")":
             depth -= 1
-        elif ch == "|" and depth == 0:
+        elif ch == separator and depth == 0:
             parts.append(expression[start:i])
             start = i + 1
     parts.append(expression[start:])
-    return [_strip_parens(p.strip()) for p in parts if p.strip()]
+    return parts
+
+
+def split_union(expression: str) -> list[str]:
+    """Top-level ``|`` alternatives of a FHIRPath expression, outer parentheses removed."""
+    return [_strip_parens(p.strip()) for p in split_top_level(expression, "|") if p.strip()]
 
 
 def _strip_parens(text: str) -> str:
