@@ -39,6 +39,7 @@ PAYLOAD_CONTENT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefini
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0)
 TIMEOUT_SECONDS = 10.0
 IDLE_SECONDS = 5.0
+WATCH_SECONDS = 1.0
 AUDIT_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
               "display": "RESTful Operation"}
 AUDIT_SUBTYPE = {"system": "http://hl7.org/fhir/restful-interaction", "code": "notify"}
@@ -86,6 +87,8 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._closed = False
+        self._watched: frozenset[str] | None = None
+        self._watched_until = 0.0
 
     # ---- wired into the repository ------------------------------------------------------------
 
@@ -152,9 +155,36 @@ class Notifier:
     def on_commit(self, records: list) -> None:
         if getattr(self._local, "silent", False):
             return  # the delivery log and status updates written by this notifier
-        records = [r for r in records if r.resource_type not in SILENT_TYPES]
+        if any(r.resource_type == "Subscription" for r in records):
+            self._watched_until = 0.0  # a Subscription changed here: look again
+        watched = self._watched_types()
+        records = [r for r in records if r.resource_type not in SILENT_TYPES
+                   and (watched is None or r.resource_type in watched)]
         if records:
             self._push(_Job(time.monotonic(), next(self._seq), "match", records=records))
+
+    def _watched_types(self) -> frozenset[str] | None:
+        """The resource types named by active Subscriptions' criteria (None: any type), looked up at
+        most every ``WATCH_SECONDS``, so a write no Subscription can match costs no queue and no worker
+        wake-up. A Subscription written through this process is seen at once; one written through
+        another process sharing the store within ``WATCH_SECONDS``."""
+        now = time.monotonic()
+        if now < self._watched_until:
+            return self._watched
+        watched: set[str] | None = set()
+        try:
+            with self.repository.store.session() as session:
+                for subscription in self._active_subscriptions(session):
+                    try:
+                        watched.add(crit.parse(subscription.get("criteria"))[0])
+                    except FhirError:
+                        continue
+        except Exception:  # noqa: BLE001 - cannot tell: hand every write to the worker, as before
+            log.exception("could not list the active Subscriptions")
+            watched = None
+        self._watched = frozenset(watched) if watched is not None else None
+        self._watched_until = now + WATCH_SECONDS
+        return self._watched
 
     def close(self, wait: float = 5.0) -> None:
         """Stop delivering (pending retries are dropped) and wait for the job in progress to end, so the

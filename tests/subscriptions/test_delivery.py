@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.repository import now_instant
+from fhir_server.store.base import StoredResource
 from tests.referral.conftest import FHIR_JSON, created_ids, fixture, post_bundle
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
@@ -210,3 +212,41 @@ def test_full_resource_only_for_subscribers_who_may_read_it(tmp_path, backend, s
         assert receiver.on("/county")[0]["body"]["entry"][0]["resource"]["owner"]["reference"] == \
             "Organization/county-hosp"
         assert "resource" not in receiver.on("/outsider")[0]["body"]["entry"][0]
+
+
+def test_writes_no_subscription_watches_wake_no_worker(hooked, receiver, monkeypatch):
+    from fhir_server.subscriptions import delivery
+
+    client = hooked
+
+    pushed = []
+    original = delivery.Notifier._push
+    monkeypatch.setattr(delivery.Notifier, "_push", lambda self, job: (pushed.append(job), original(self, job)))
+    patient = {"resourceType": "Patient", "name": [{"family": "王"}]}
+    assert client.post("/Patient", json=patient, headers=FHIR_JSON).status_code == 201
+    assert pushed == []  # no active Subscription: nothing queued
+    subscribe(client, "Patient?family=王", receiver.url("/patients"))
+    assert client.post("/Patient", json=patient, headers=FHIR_JSON).status_code == 201
+    wait_for(lambda: len(receiver.on("/patients")) == 1)  # seen at once by the process that stored it
+    pushed.clear()
+    assert client.post("/Organization", json={"resourceType": "Organization", "name": "x"},
+                       headers=FHIR_JSON).status_code == 201
+    assert pushed == []  # a type no criteria names
+
+
+def test_a_subscription_stored_by_another_process_is_seen_within_the_watch_window(hooked, receiver):
+    from fhir_server.subscriptions import delivery
+
+    client = hooked
+    assert client.post("/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON).status_code == 201
+    subscription = {"resourceType": "Subscription", "status": "active", "reason": "r", "criteria": "Patient?",
+                    "channel": {"type": "rest-hook", "endpoint": receiver.url("/other")}}
+    raw_store = client.app.state.repository.store._store  # beneath the commit listeners, as another process
+    stamped = {**subscription, "id": "elsewhere", "meta": {"versionId": "1", "lastUpdated": now_instant()}}
+    record = StoredResource("Subscription", "elsewhere", 1, stamped["meta"]["lastUpdated"], False,
+                            json.dumps(stamped).encode(), "POST")
+    with raw_store.session(write=True) as session:
+        session.write(record, stamped, 0)
+    time.sleep(delivery.WATCH_SECONDS + 0.1)
+    assert client.post("/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON).status_code == 201
+    wait_for(lambda: len(receiver.on("/other")) == 1)
