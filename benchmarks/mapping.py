@@ -47,6 +47,10 @@ def adt_messages(count: int) -> list[bytes]:
     return [template.format(n=i).encode("gb18030") for i in range(count)]
 
 
+WARMUP = 20  # messages ingested before each timed ingest run (not counted)
+REFERENCE_HL7 = 1500  # python-hl7 msg/s on the machine the issue's targets were measured on
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds else float("inf")
 
@@ -84,7 +88,7 @@ def in_process(count: int) -> list[tuple[str, float, float]]:
     return rows
 
 
-def in_process_ingest(label: str, messages: list[bytes]) -> tuple[str, float, float]:
+def in_process_ingest(label: str, messages: list[bytes], warmup: list[bytes]) -> tuple[str, float, float]:
     """Convert + commit without sockets: the cost of the commit path itself."""
     from fhir_server.formats.json import loads
 
@@ -92,12 +96,13 @@ def in_process_ingest(label: str, messages: list[bytes]) -> tuple[str, float, fl
         repository = build_repository(Settings(data_dir=Path(directory)))
         repository.process_bundle(loads(MEMBERS.read_bytes()))
         ingestor = Ingestor(repository)
+        timed(ingestor.ingest_v2, warmup)  # first-use costs (model imports, validation shapes) as a server has paid
         wall, cpu = timed(ingestor.ingest_v2, messages)
         repository.store.close()
     return f"ingest + commit {label} in process", rate(len(messages), wall), rate(len(messages), cpu)
 
 
-def mllp_ingest(label: str, messages: list[bytes], connections: int) -> tuple[str, float, int]:
+def mllp_ingest(label: str, messages: list[bytes], connections: int, warmup: list[bytes]) -> tuple[str, float, int]:
     from fhir_server.formats.json import loads
 
     logging.getLogger("fhir_server").setLevel(logging.ERROR)
@@ -105,6 +110,7 @@ def mllp_ingest(label: str, messages: list[bytes], connections: int) -> tuple[st
         repository = build_repository(Settings(data_dir=Path(directory)))
         repository.process_bundle(loads(MEMBERS.read_bytes()))
         ingestor = Ingestor(repository)
+        timed(ingestor.ingest_v2, warmup)
 
         async def run() -> tuple[float, int]:
             server = MllpServer(ingestor, port=0)
@@ -141,16 +147,28 @@ def main() -> int:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     print(f"{'run':60} {'msg/s (wall)':>14} {'msg/s (CPU)':>14}")
+    baseline = 0.0
     for name, wall, cpu in in_process(args.messages):
+        if name.startswith("python-hl7 parse ("):
+            baseline = cpu
         print(f"{name:60} {wall:14,.0f} {cpu:14,.0f}")
-    for label, messages in (("REF^I12", ref_messages(args.ingest)), ("ADT^A04", adt_messages(args.ingest))):
-        name, wall, cpu = in_process_ingest(label, messages)
+    best = 0.0
+    for label, generate in (("REF^I12", ref_messages), ("ADT^A04", adt_messages)):
+        messages = generate(args.ingest + WARMUP)
+        messages, warmup = messages[:args.ingest], messages[args.ingest:]
+        name, wall, cpu = in_process_ingest(label, messages, warmup)
         print(f"{name:60} {wall:14,.0f} {cpu:14,.0f}")
         for connections in (1, 4):
-            name, wall, accepted = mllp_ingest(label, messages, connections)
+            name, wall, accepted = mllp_ingest(label, messages, connections, warmup)
             note = "" if accepted == len(messages) else f"  ({accepted}/{len(messages)} AA)"
             print(f"{name:60} {wall:14,.0f} {'':>14}{note}")
+            if label == "REF^I12":
+                best = max(best, wall)
     print("targets: parse+map >= 1,000 REF^I12 msg/s on one core; MLLP ingest with commit >= 200 msg/s")
+    if baseline:
+        print(f"MLLP ingest of REF^I12 is {best / baseline:.1%} of bare python-hl7 parsing in this run "
+              f"(the targets were set where python-hl7 parsed ~{REFERENCE_HL7:,} msg/s: 200 msg/s is "
+              f"{200 / REFERENCE_HL7:.1%}; on this machine that share is {200 / REFERENCE_HL7 * baseline:,.0f} msg/s)")
     return 0
 
 
