@@ -61,24 +61,34 @@ class SQLiteSession:
 
     def write(self, record: StoredResource, resource: dict | None, expected_version: int) -> None:
         conn = self.conn
-        current = conn.execute(
-            "SELECT version FROM resources WHERE rtype = ? AND id = ?", (record.resource_type, record.id)
-        ).fetchone()
-        if (current[0] if current else 0) != expected_version:
-            raise VersionConflict(f"{record.resource_type}/{record.id}")
-        cursor = conn.execute(
-            "INSERT INTO history (rtype, id, version, last_updated, deleted, method, body) VALUES (?,?,?,?,?,?,?)",
-            (record.resource_type, record.id, record.version, record.last_updated, int(record.deleted),
-             record.method, record.body),
-        )
-        conn.execute(
-            "INSERT OR REPLACE INTO resources (rtype, id, version, last_updated, deleted, method, seq, body)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (record.resource_type, record.id, record.version, record.last_updated, int(record.deleted),
-             record.method, cursor.lastrowid, record.body),
-        )
+        new = expected_version == 0
+        if not new:
+            current = conn.execute(
+                "SELECT version FROM resources WHERE rtype = ? AND id = ?", (record.resource_type, record.id)
+            ).fetchone()
+            if (current[0] if current else 0) != expected_version:
+                raise VersionConflict(f"{record.resource_type}/{record.id}")
+        row = (record.resource_type, record.id, record.version, record.last_updated, int(record.deleted),
+               record.method)
+        try:
+            cursor = conn.execute(
+                "INSERT INTO history (rtype, id, version, last_updated, deleted, method, body) VALUES (?,?,?,?,?,?,?)",
+                (*row, record.body))
+        except sqlite3.IntegrityError:
+            # a brand-new resource is proved new by history's unique (type, id, version), not by a
+            # lookup: a version 1 already there means someone else created it (the failed INSERT
+            # wrote nothing)
+            raise VersionConflict(f"{record.resource_type}/{record.id}") from None
+        try:
+            conn.execute(
+                f"INSERT {'' if new else 'OR REPLACE '}INTO resources"
+                " (rtype, id, version, last_updated, deleted, method, seq, body) VALUES (?,?,?,?,?,?,?,?)",
+                (*row, cursor.lastrowid, record.body))
+        except sqlite3.IntegrityError:  # stored already, under a version this writer did not expect
+            conn.execute("DELETE FROM history WHERE seq = ?", (cursor.lastrowid,))
+            raise VersionConflict(f"{record.resource_type}/{record.id}") from None
         self.store.index.write(conn, record.resource_type, record.id, None if record.deleted else resource,
-                               record.last_updated)
+                               record.last_updated, new=new)
 
     def history(
         self,

@@ -385,9 +385,12 @@ class SQLiteIndex:
             )
         return statements + INDEXES
 
-    def write(self, conn, resource_type: str, id: str, resource: dict | None, last_updated: str) -> None:
-        """Replace the index rows of one resource (``resource`` None removes them)."""
-        row = conn.execute("SELECT rid FROM idx_resource WHERE rtype = ? AND id = ?", (resource_type, id)).fetchone()
+    def write(self, conn, resource_type: str, id: str, resource: dict | None, last_updated: str,
+              new: bool = False) -> None:
+        """Replace the index rows of one resource (``resource`` None removes them); ``new``: the
+        resource has never been stored, so there are no rows to replace."""
+        row = None if new else conn.execute("SELECT rid FROM idx_resource WHERE rtype = ? AND id = ?",
+                                            (resource_type, id)).fetchone()
         if row is not None:
             rid = row[0]
             for table, _ in TABLES.values():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_server.search import find
 from fhir_server.store import StoredResource, VersionConflict
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "spec"
@@ -88,6 +89,19 @@ def test_create_over_an_existing_resource_is_a_conflict(store):
             session.write(again, json.loads(again.body), 0)
     with store.session() as session:
         assert session.read("Patient", "example").last_updated == _instant(1)
+
+
+def test_a_refused_create_leaves_nothing_in_a_session_that_goes_on(store):
+    _write(store, _patient(), 1, _instant(1))
+    with store.session(write=True) as session:
+        for version in (1, 3):  # the version a create would get, and one no writer would expect
+            again = _record(_patient(gender="other"), version, _instant(2))
+            with pytest.raises(VersionConflict):
+                session.write(again, json.loads(again.body), 0)
+    with store.session() as session:
+        assert session.read("Patient", "example").last_updated == _instant(1)
+        assert session.history("Patient", "example")[1] == 1
+        assert find(session, "Patient", "gender=other") == []
 
 
 def test_delete_leaves_a_tombstone_and_the_resource_can_come_back(store):
