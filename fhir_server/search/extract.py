@@ -231,6 +231,16 @@ class Extractor:
             else:
                 self.plain.append((param, walker))
 
+    def references(self, resource: dict) -> list[tuple]:
+        """The plain reference parameters' rows (as ``rows(...)["reference"]`` has them), for access checks."""
+        rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+        for param, walker in self.plain:
+            if param.type == "reference":
+                nodes = walker(resource)
+                if nodes:
+                    add_values(rows, param, param.key, nodes, None)
+        return rows["reference"]
+
     def rows(self, id: str, resource: dict, last_updated: str | None) -> dict[str, list[tuple]]:
         rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
         rows["token"].append((ID_KEY, None, id, None, None))
@@ -257,8 +267,14 @@ class Extraction:
         self.registry = registry
         self._extractors: dict[str, Extractor] = {}
 
-    def rows(self, resource_type: str, id: str, resource: dict, last_updated: str | None = None) -> dict:
+    def extractor(self, resource_type: str) -> Extractor:
         extractor = self._extractors.get(resource_type)
         if extractor is None:
             extractor = self._extractors[resource_type] = Extractor(self.registry, resource_type)
-        return extractor.rows(id, resource, last_updated)
+        return extractor
+
+    def rows(self, resource_type: str, id: str, resource: dict, last_updated: str | None = None) -> dict:
+        return self.extractor(resource_type).rows(id, resource, last_updated)
+
+    def references(self, resource_type: str, resource: dict) -> list[tuple]:
+        return self.extractor(resource_type).references(resource)

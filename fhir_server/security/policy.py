@@ -279,7 +279,7 @@ def _reference_rows(policy: Policy, resource_type: str, id: str, resource: dict,
         from ..search.extract import Extraction
 
         policy._extraction = Extraction(policy.registry)
-    return policy._extraction.rows(resource_type, id, resource, last_updated).get("reference") or []
+    return policy._extraction.references(resource_type, resource)
 
 
 def _clause_holds(clause, rows) -> bool:

@@ -86,3 +86,10 @@ def test_malformed_values_are_skipped_not_fatal():
     rows = _rows(patient)
     assert _of(rows["date"], "Patient", "birthdate") == []
     assert _of(rows["string"], "Patient", "family") == []
+
+
+def test_reference_rows_alone_match_the_full_extraction():
+    extraction = Extraction(default_registry())
+    for resource in referral_resources():
+        full = extraction.rows(resource["resourceType"], resource.get("id", "x"), resource)["reference"]
+        assert extraction.references(resource["resourceType"], resource) == full, resource.get("id")
