@@ -230,15 +230,15 @@ class Extractor:
                     self.composite.append((param, walker, parts))
             else:
                 self.plain.append((param, walker))
+        self.reference_params = [(param, walker) for param, walker in self.plain if param.type == "reference"]
 
     def references(self, resource: dict) -> list[tuple]:
         """The plain reference parameters' rows (as ``rows(...)["reference"]`` has them), for access checks."""
         rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-        for param, walker in self.plain:
-            if param.type == "reference":
-                nodes = walker(resource)
-                if nodes:
-                    add_values(rows, param, param.key, nodes, None)
+        for param, walker in self.reference_params:
+            nodes = walker(resource)
+            if nodes:
+                add_values(rows, param, param.key, nodes, None)
         return rows["reference"]
 
     def rows(self, id: str, resource: dict, last_updated: str | None) -> dict[str, list[tuple]]:

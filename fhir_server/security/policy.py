@@ -251,8 +251,8 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     # the resource's own references first; following a reference to another resource costs a read
     for alternative in sorted(cheap, key=lambda a: not isinstance(a, Clause)):
         if isinstance(alternative, Clause) and alternative.modifier is None and alternative.param.type == "reference":
-            rows = rows if rows is not None else _reference_rows(policy, record.resource_type, record.id,
-                                                                fjson.loads(record.body), record.last_updated)
+            rows = rows if rows is not None else _reference_rows(policy, record.resource_type,
+                                                                fjson.loads(record.body))
             if _clause_holds(alternative, rows):
                 return True
         elif isinstance(alternative, Chain) and len(alternative.targets) == 1:
@@ -260,21 +260,20 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
             if not (isinstance(inner, Clause) and inner.modifier is None and inner.param.type == "reference"
                     and all(isinstance(v, ReferenceValue) for v in inner.values)):
                 continue
-            rows = rows if rows is not None else _reference_rows(policy, record.resource_type, record.id,
-                                                                fjson.loads(record.body), record.last_updated)
+            rows = rows if rows is not None else _reference_rows(policy, record.resource_type,
+                                                                fjson.loads(record.body))
             for key, ttype, tid, *_ in rows:
                 if key != alternative.param.key or ttype != target or not tid:
                     continue
                 linked = session.read(target, tid)
                 if linked is None or linked.deleted:
                     continue
-                if _clause_holds(inner, _reference_rows(policy, target, tid, fjson.loads(linked.body),
-                                                        linked.last_updated)):
+                if _clause_holds(inner, _reference_rows(policy, target, fjson.loads(linked.body))):
                     return True
     return False
 
 
-def _reference_rows(policy: Policy, resource_type: str, id: str, resource: dict, last_updated: str) -> list:
+def _reference_rows(policy: Policy, resource_type: str, resource: dict) -> list:
     if policy._extraction is None:
         from ..search.extract import Extraction
 

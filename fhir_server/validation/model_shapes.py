@@ -63,7 +63,7 @@ def _unwrap(annotation) -> tuple[typing.Any, bool]:
             if len(args) != 1:
                 return annotation, many
             annotation = args[0]
-        elif origin in (list, typing.List):
+        elif origin is list:
             if many:
                 return None, many  # a list of lists: not a FHIR shape
             many = True
@@ -90,16 +90,16 @@ def _element(annotation) -> _Element | None:
 
 def _build(model: type) -> _Shape | None:
     shape = _Shape()
+    aliases = {name: info.alias or name for name, info in model.model_fields.items()}
     for name, info in model.model_fields.items():
         if name == "fhir_comments":
             continue
         element = _element(info.annotation)
         if element is None:
             return None
-        shape.elements[info.alias or name] = element
+        shape.elements[aliases[name]] = element
         if info.is_required():
-            shape.required += (info.alias or name,)
-    aliases = {name: info.alias or name for name, info in model.model_fields.items()}
+            shape.required += (aliases[name],)
     probe = model.model_construct()
     shape.required += tuple(aliases.get(name, name) for name, _ in probe.get_required_fields())
     for names in probe.get_one_of_many_fields().values():

@@ -15,6 +15,10 @@ from ..errors import issue
 from ..resource_types import RESOURCE_TYPES, model_class
 from .model_shapes import conforms
 
+#: what a model validator may raise outside pydantic's wrapper on odd input (an unknown contained
+#: resourceType, a string where a primitive's ``_x`` object belongs, deep nesting)
+MODEL_CRASHES = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+
 
 def _expression(resource_type: str, loc: tuple) -> str:
     path = resource_type
@@ -45,8 +49,6 @@ def structural_issues(resource: dict) -> list[dict]:
                 message = f"unknown element '{loc[-1] if loc else ''}'"
             issues.append(issue("error", code, message, [_expression(resource_type, loc)]))
         return issues or [issue("error", "structure", str(exc))]
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as exc:
-        # a model validator that fails outside pydantic's wrapper on odd input (an unknown
-        # contained resourceType, a number where a primitive's ``_x`` object belongs, deep nesting)
+    except MODEL_CRASHES as exc:
         return [issue("error", "structure", f"invalid structure ({type(exc).__name__}: {exc})", [resource_type])]
     return []

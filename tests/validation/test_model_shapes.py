@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from fhir_server.formats import json as fjson
 from fhir_server.resource_types import RESOURCE_TYPES, model_class
 from fhir_server.validation.model_shapes import conforms
-from fhir_server.validation.structural import structural_issues
+from fhir_server.validation.structural import MODEL_CRASHES, structural_issues
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [ROOT / "tests" / "fixtures" / "spec", ROOT / "tests" / "fixtures" / "xml", ROOT / "profiles" / "examples"]
@@ -31,7 +31,7 @@ def model_accepts(resource: dict) -> bool:
         return False
     try:
         model_class(resource["resourceType"]).model_validate(resource)
-    except (ValidationError, ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError):
+    except (ValidationError, *MODEL_CRASHES):
         return False
     return True
 
