@@ -1,8 +1,9 @@
 """The embedded SQLite backend: one database file, WAL, one transaction per write session.
 
-Tables: ``resources`` (current version of each resource, tombstones included),
-``history`` (every version, with a global sequence number giving a stable order) and the
-search-index tables owned by :mod:`fhir_server.store.sqlite_index`. Write sessions start
+Tables: ``history`` (every version with its body, under a global sequence number giving a
+stable order), ``resources`` (which version is current, tombstones included, pointing at its
+history row: a body is stored once) and the search-index tables owned by
+:mod:`fhir_server.store.sqlite_index`. Write sessions start
 with ``BEGIN IMMEDIATE`` so that check-then-write sequences (conditional create, If-Match)
 are serialised across threads and processes.
 """
@@ -22,7 +23,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS resources (
         rtype TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
         last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL,
-        seq INTEGER NOT NULL, body BLOB NOT NULL,
+        seq INTEGER NOT NULL,
         PRIMARY KEY (rtype, id)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS history (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,7 +35,13 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
 ]
 
+#: databases written before bodies were stored once kept a copy in ``resources``; opening one
+#: rebuilds that table without it (see ``_migrate``)
+_RESOURCES_V2 = SCHEMA[0].replace("IF NOT EXISTS resources", "resources_v2")
 _COLUMNS = "rtype, id, version, last_updated, deleted, body, method"
+#: the current version's columns: its body lives once, in history, at the row ``seq`` names
+CURRENT = ("SELECT r.rtype, r.id, r.version, r.last_updated, r.deleted, h.body, r.method"
+           " FROM resources r JOIN history h ON h.seq = r.seq")
 
 
 def _record(row) -> StoredResource:
@@ -48,7 +55,7 @@ class SQLiteSession:
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM resources WHERE rtype = ? AND id = ?", (resource_type, id)
+            f"{CURRENT} WHERE r.rtype = ? AND r.id = ?", (resource_type, id)
         ).fetchone()
         return _record(row) if row else None
 
@@ -82,8 +89,8 @@ class SQLiteSession:
         try:
             conn.execute(
                 f"INSERT {'' if new else 'OR REPLACE '}INTO resources"
-                " (rtype, id, version, last_updated, deleted, method, seq, body) VALUES (?,?,?,?,?,?,?,?)",
-                (*row, cursor.lastrowid, record.body))
+                " (rtype, id, version, last_updated, deleted, method, seq) VALUES (?,?,?,?,?,?,?)",
+                (*row, cursor.lastrowid))
         except sqlite3.IntegrityError:  # stored already, under a version this writer did not expect
             conn.execute("DELETE FROM history WHERE seq = ?", (cursor.lastrowid,))
             raise VersionConflict(f"{record.resource_type}/{record.id}") from None
@@ -127,6 +134,41 @@ class SQLiteSession:
         return self.store.index.search(self, query)
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Drop the body copy an older ``resources`` table kept (its history row has the same body).
+
+    One transaction, re-checked under the write lock, so processes opening the file together
+    migrate it once. A current row whose ``seq`` does not name its own history row is pointed
+    at the history row of its version, made from the copy if history lacks it."""
+    def has_body() -> bool:
+        return any(row[1] == "body" for row in conn.execute("PRAGMA table_info(resources)"))
+
+    if not has_body():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if has_body():
+            conn.execute(
+                "INSERT INTO history (rtype, id, version, last_updated, deleted, method, body)"
+                " SELECT rtype, id, version, last_updated, deleted, method, body FROM resources r"
+                " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.rtype = r.rtype AND h.id = r.id"
+                " AND h.version = r.version)")
+            conn.execute(
+                "UPDATE resources SET seq = (SELECT h.seq FROM history h WHERE h.rtype = resources.rtype"
+                " AND h.id = resources.id AND h.version = resources.version)"
+                " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.seq = resources.seq"
+                " AND h.rtype = resources.rtype AND h.id = resources.id)")
+            conn.execute(_RESOURCES_V2)
+            conn.execute("INSERT INTO resources_v2 (rtype, id, version, last_updated, deleted, method, seq)"
+                         " SELECT rtype, id, version, last_updated, deleted, method, seq FROM resources")
+            conn.execute("DROP TABLE resources")
+            conn.execute("ALTER TABLE resources_v2 RENAME TO resources")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class SQLiteStore:
     """SQLite backend; one connection per thread, WAL so readers never block the writer."""
 
@@ -141,6 +183,7 @@ class SQLiteStore:
         conn = self._connection()
         for statement in SCHEMA + self.index.schema():
             conn.execute(statement)
+        _migrate(conn)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

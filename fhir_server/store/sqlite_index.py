@@ -556,7 +556,7 @@ class SQLiteIndex:
     @staticmethod
     def _load(conn, keys: list[tuple[str, str]]) -> list[StoredResource]:
         """Current, non-deleted bodies for (type, id) keys, in the keys' order (one query per type)."""
-        from fhir_server.store.sqlite import _record
+        from fhir_server.store.sqlite import CURRENT, _record
 
         by_type: dict[str, list[str]] = {}
         for rtype, id in keys:
@@ -565,8 +565,8 @@ class SQLiteIndex:
         for rtype, ids in by_type.items():
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM resources WHERE rtype = ? AND id IN"
-                                    f" ({', '.join('?' * len(chunk))}) AND deleted = 0", [rtype, *chunk])
+                rows = conn.execute(f"{CURRENT} WHERE r.rtype = ? AND r.id IN"
+                                    f" ({', '.join('?' * len(chunk))}) AND r.deleted = 0", [rtype, *chunk])
                 for row in rows:
                     found[(row[0], row[1])] = _record(row)
         return [found[key] for key in keys if key in found]
