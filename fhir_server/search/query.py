@@ -218,6 +218,8 @@ class SearchQuery:
 
 def split_unescaped(text: str, sep: str) -> list[str]:
     """Split on ``sep`` not preceded by a backslash, keeping escapes for a later unescape."""
+    if "\\" not in text:
+        return text.split(sep)
     parts, current, i = [], [], 0
     while i < len(text):
         ch = text[i]
@@ -236,6 +238,8 @@ def split_unescaped(text: str, sep: str) -> list[str]:
 
 
 def unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
     out, i = [], 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ",|$\\":

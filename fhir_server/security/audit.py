@@ -27,7 +27,7 @@ _ACTION = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "h
            "history-system": "R", "search-type": "R", "search-system": "R", "update": "U", "patch": "U",
            "delete": "D"}
 _BATCH = 500
-_GATHER_SECONDS = 0.05
+_GATHER_SECONDS = 0.25
 
 
 def _now() -> str:
