@@ -202,8 +202,8 @@ def _apply(repo: "Repository", session, entry: _Entry, representation: bool) -> 
         return _response(204 if record is None else 200, record)
     if entry.method == "POST":
         resource_type, id = entry.target
-        if entry.request.get("ifNoneExist") and session.read(resource_type, id) is not None:
-            record = session.read(resource_type, id)
+        record = session.read(resource_type, id) if entry.request.get("ifNoneExist") else None
+        if record is not None:  # the condition matched a stored resource: nothing to write
             return _response(200, record, fjson.loads(record.body) if representation else None)
         result = repo.create_in(session, entry.resource, resource_type=resource_type, id=id)
         return _result(201, result, representation)
