@@ -65,15 +65,13 @@ def timed(function, items) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def hl7_rate(count: int) -> float:
-    """python-hl7 messages/s (CPU) on ``count`` REF^I12 messages; 0 when python-hl7 is not installed."""
+def hl7_timing(messages: list[bytes]) -> tuple[float, float] | None:
+    """(wall, CPU) seconds python-hl7, the baseline, takes to parse ``messages``; None when not installed."""
     try:
         import hl7
     except ImportError:
-        return 0.0
-    messages = ref_messages(count)
-    _, cpu = timed(lambda m: hl7.parse(m.decode("gb18030")), messages)
-    return rate(count, cpu)
+        return None
+    return timed(lambda m: hl7.parse(m.decode("gb18030")), messages)
 
 
 def in_process(count: int) -> list[tuple[str, float, float]]:
@@ -83,13 +81,11 @@ def in_process(count: int) -> list[tuple[str, float, float]]:
         converter.convert_v2(message)
     rows = []
 
-    try:
-        import hl7  # python-hl7, the baseline
-
-        wall, cpu = timed(lambda m: hl7.parse(m.decode("gb18030")), messages)
-        rows.append(("python-hl7 parse (decoded text)", rate(count, wall), rate(count, cpu)))
-    except ImportError:
+    baseline = hl7_timing(messages)
+    if baseline is None:
         rows.append(("python-hl7 parse: not installed (pip install -e '.[bench]')", 0.0, 0.0))
+    else:
+        rows.append(("python-hl7 parse (decoded text)", rate(count, baseline[0]), rate(count, baseline[1])))
 
     def own_parse(message: bytes):
         decoded = decode_message(message)
@@ -198,9 +194,11 @@ def main() -> int:
         if name.startswith("python-hl7 parse ("):
             baseline = cpu
         print(f"{name:60} {wall:14,.0f} {cpu:14,.0f}")
+    ingest_runs = {}
     for label, generate in (("REF^I12", ref_messages), ("ADT^A04", adt_messages)):
         messages = generate(args.ingest + WARMUP)
         messages, warmup = messages[:args.ingest], messages[args.ingest:]
+        ingest_runs[label] = messages, warmup
         name, wall, cpu = in_process_ingest(label, messages, warmup)
         print(f"{name:60} {wall:14,.0f} {cpu:14,.0f}")
         for connections in (1, 4):
@@ -212,13 +210,13 @@ def main() -> int:
         return 0
     # The share of python-hl7's rate, each MLLP run next to its own baseline: on a shared machine the
     # baseline measured once at the start can be off by a third by the time the ingest runs.
-    messages = ref_messages(args.ingest + WARMUP)
-    messages, warmup = messages[:args.ingest], messages[args.ingest:]
+    messages, warmup = ingest_runs["REF^I12"]
+    parsed = ref_messages(args.messages)
     shares = []
     for round_ in range(args.rounds):
-        before = hl7_rate(args.messages)
+        before = rate(len(parsed), hl7_timing(parsed)[1])
         best = max(mllp_ingest("REF^I12", messages, connections, warmup)[1] for connections in (1, 4))
-        after = hl7_rate(args.messages)
+        after = rate(len(parsed), hl7_timing(parsed)[1])
         shares.append(best / ((before + after) / 2))
         print(f"round {round_ + 1}: MLLP ingest REF^I12 {best:,.0f} msg/s, python-hl7 {before:,.0f} / {after:,.0f} "
               f"msg/s before / after: {shares[-1]:.1%}")

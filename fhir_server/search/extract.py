@@ -207,6 +207,13 @@ def add_values(rows: dict, param: SearchParam, key: int, nodes: list, group) -> 
             _add_uris(rows, key, node, group)
 
 
+def _add_plain(rows: dict[str, list[tuple]], params: list, resource: dict) -> None:
+    for param, walker in params:
+        nodes = walker(resource)
+        if nodes:
+            add_values(rows, param, param.key, nodes, None)
+
+
 class Extractor:
     """Per resource type: the compiled walkers of its parameters (built once, reused per write)."""
 
@@ -235,10 +242,7 @@ class Extractor:
     def references(self, resource: dict) -> list[tuple]:
         """The plain reference parameters' rows (as ``rows(...)["reference"]`` has them), for access checks."""
         rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-        for param, walker in self.reference_params:
-            nodes = walker(resource)
-            if nodes:
-                add_values(rows, param, param.key, nodes, None)
+        _add_plain(rows, self.reference_params, resource)
         return rows["reference"]
 
     def rows(self, id: str, resource: dict, last_updated: str | None) -> dict[str, list[tuple]]:
@@ -247,10 +251,7 @@ class Extractor:
         rng = date_range(last_updated) if last_updated else None
         if rng:
             rows["date"].append((LAST_UPDATED_KEY, rng[0], rng[1], None))
-        for param, walker in self.plain:
-            nodes = walker(resource)
-            if nodes:
-                add_values(rows, param, param.key, nodes, None)
+        _add_plain(rows, self.plain, resource)
         group = 0
         for param, walker, parts in self.composite:
             for node in walker(resource):

@@ -53,7 +53,6 @@ _MAX_CHAR = "\U0010ffff"
 DAY = 86_400_000_000
 _INCLUDE_LIMIT = 1000
 _ITERATE_ROUNDS = 4
-_COLUMNS = "rtype, id, version, last_updated, deleted, body, method"
 
 
 def _table(kind: str) -> str:
