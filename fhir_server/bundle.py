@@ -26,7 +26,7 @@ _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
 class _Entry:
-    __slots__ = ("index", "method", "url", "path", "query", "resource", "request", "full_url", "target")
+    __slots__ = ("index", "method", "url", "path", "query", "resource", "request", "full_url", "target", "matched")
 
     def __init__(self, index: int, raw: object, base_url: str):
         where = f"Bundle.entry[{index}]"
@@ -51,6 +51,7 @@ class _Entry:
         self.resource = raw.get("resource")
         self.full_url = raw.get("fullUrl")
         self.target: tuple[str, str] | None = None  # (type, id) decided before any write
+        self.matched: StoredResource | None = None  # what a POST's ifNoneExist found
         if method in ("POST", "PUT") and not isinstance(self.resource, dict):
             raise FhirError(400, f"{where} ({method}) carries no resource", "required", [f"{where}.resource"])
 
@@ -143,6 +144,7 @@ def _decide_targets(repo: "Repository", session, entries: list[_Entry]) -> dict[
             if len(matches) > 1:
                 raise FhirError(412, f"{entry.where}: ifNoneExist matched {len(matches)} resources", "duplicate")
             entry.target = (resource_type, matches[0].id if matches else str(uuid.uuid4()))
+            entry.matched = matches[0] if matches else None
             if if_none_exist:
                 conditional[f"{resource_type}?{if_none_exist}"] = entry.target[1]
         elif entry.method in ("PUT", "PATCH", "DELETE") and len(parts) == 1 and entry.query:
@@ -165,6 +167,11 @@ def _decide_targets(repo: "Repository", session, entries: list[_Entry]) -> dict[
             if entry.full_url in aliases:
                 raise FhirError(400, f"{entry.where}: fullUrl '{entry.full_url}' appears twice", "duplicate")
             aliases[entry.full_url] = f"{entry.target[0]}/{entry.target[1]}"
+    deleted = {entry.target: entry for entry in entries if entry.method == "DELETE" and entry.target}
+    for entry in entries:
+        if entry.matched is not None and entry.target in deleted:
+            raise FhirError(400, f"{entry.where}: ifNoneExist matched {'/'.join(entry.target)}, which "
+                                 f"{deleted[entry.target].where} deletes in the same transaction", "invalid")
     return aliases | {f"__conditional__{k}": v for k, v in conditional.items() if v}
 
 
@@ -202,7 +209,7 @@ def _apply(repo: "Repository", session, entry: _Entry, representation: bool) -> 
         return _response(204 if record is None else 200, record)
     if entry.method == "POST":
         resource_type, id = entry.target
-        record = session.read(resource_type, id) if entry.request.get("ifNoneExist") else None
+        record = entry.matched
         if record is not None:  # the condition matched a stored resource: nothing to write
             return _response(200, record, fjson.loads(record.body) if representation else None)
         result = repo.create_in(session, entry.resource, resource_type=resource_type, id=id)

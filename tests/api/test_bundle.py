@@ -81,6 +81,44 @@ def test_transaction_processing_order_delete_before_create(client):
     assert client.get("/Patient/old").status_code == 200  # and the whole transaction rolled back
 
 
+def test_transaction_conditional_create_answers_with_the_matched_version(client):
+    ident = {"system": "urn:oid:2.16.156.10011.1.17", "value": "M-1"}
+    client.put("/Patient/m1", json={"resourceType": "Patient", "id": "m1", "identifier": [ident]}, headers=JSON)
+    client.put("/Patient/m1", json={"resourceType": "Patient", "id": "m1", "identifier": [ident], "active": True},
+               headers=JSON)
+    patient_url = "urn:uuid:0d4e5a5e-59a4-4b0e-9a8e-1f9e1c3c1e01"
+    bundle = _tx(
+        _post({"resourceType": "Patient", "identifier": [ident]}, patient_url,
+              ifNoneExist=f"identifier={ident['system']}|{ident['value']}"),
+        _post({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+               "subject": {"reference": patient_url}}),
+    )
+    response = client.post("/", json=bundle, headers=JSON)
+    assert response.status_code == 200, response.text
+    matched, created = (e["response"] for e in response.json()["entry"])
+    assert matched["status"] == "200 OK"
+    assert matched["location"] == "Patient/m1/_history/2"
+    assert matched["etag"] == 'W/"2"'
+    assert client.get("/Patient?identifier=M-1").json()["total"] == 1
+    request = client.get("/" + "/".join(created["location"].split("/")[:2])).json()
+    assert request["subject"]["reference"] == "Patient/m1"
+
+
+def test_transaction_deleting_what_its_conditional_create_matched_is_400(client):
+    ident = {"system": "urn:oid:2.16.156.10011.1.17", "value": "M-2"}
+    client.put("/Patient/m2", json={"resourceType": "Patient", "id": "m2", "identifier": [ident]}, headers=JSON)
+    bundle = _tx(
+        _post({"resourceType": "Patient", "identifier": [ident]},
+              ifNoneExist=f"identifier={ident['system']}|{ident['value']}"),
+        {"request": {"method": "DELETE", "url": "Patient/m2"}},
+    )
+    response = client.post("/", json=bundle, headers=JSON)
+    assert response.status_code == 400
+    diagnostics = response.json()["issue"][0]["diagnostics"]
+    assert "Patient/m2" in diagnostics and "Bundle.entry[1]" in diagnostics
+    assert client.get("/Patient/m2").status_code == 200
+
+
 def test_batch_entries_are_independent(client):
     bundle = _tx(
         _post({"resourceType": "Patient", "name": [{"family": "好"}]}),
