@@ -6,8 +6,8 @@ The JSON fast path serves stored bytes untouched; XML, ``_pretty``, ``_summary``
 
 from __future__ import annotations
 
-from email.utils import format_datetime
-from datetime import datetime
+from datetime import datetime, timezone
+from email.utils import format_datetime, parsedate_to_datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -133,6 +133,27 @@ def base_url(request: Request) -> str:
 def http_date(instant: str) -> str:
     when = datetime.fromisoformat(instant.replace("Z", "+00:00"))
     return format_datetime(when, usegmt=True)
+
+
+def not_modified(request: Request, etag: str, last_updated: str) -> bool:
+    """Whether a conditional read may answer 304 (RFC 9110 §13.2.2: If-None-Match, when sent, decides;
+    else If-Modified-Since). ETags compare weakly (``"2"`` matches ``W/"2"``); HTTP dates have whole
+    seconds, so the stored instant is cut to the second."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or etag.removeprefix("W/") in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if not if_modified_since:
+        return False
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False  # an unparseable date is ignored, as the RFC asks
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    modified = datetime.fromisoformat(last_updated.replace("Z", "+00:00")).replace(microsecond=0)
+    return modified <= since
 
 
 def render(request: Request, resource: dict | None, status: int = 200, headers: dict | None = None) -> Response:

@@ -17,8 +17,8 @@ from ..formats import json as fjson
 from ..repository import Repository, WriteResult, check_type, resource_issue_summary, version_from_etag
 from ..resource_types import RESOURCE_TYPES
 from . import history, operations
-from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, http_date, parse_resource, prefer,
-                          read_body, render, render_stored)
+from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, http_date, not_modified, parse_resource,
+                          prefer, read_body, render, render_stored)
 
 router = APIRouter()
 _ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
@@ -158,11 +158,7 @@ async def instance_level(request: Request) -> Response:
     repo, id, method = _repo(request), second, request.method
     if method in ("GET", "HEAD"):
         record = repo.read(resource_type, id)
-        headers = _version_headers(request, record)
-        if_none_match = request.headers.get("if-none-match")
-        if if_none_match and if_none_match.strip() == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        return render_stored(request, record.body, 200, headers)
+        return _stored_version(request, record)
     if method == "PUT":
         resource = await _resource_body(request)
         result = repo.update(resource_type, id, resource, _if_match(request))
@@ -208,7 +204,15 @@ async def vread(request: Request, resource_type: str, id: str, version: str) -> 
     repo = _repo(request)
     with repo.store.session() as session:
         record = repo.vread_in(session, resource_type, id, version)
-    return render_stored(request, record.body, 200, _version_headers(request, record))
+    return _stored_version(request, record)
+
+
+def _stored_version(request: Request, record) -> Response:
+    """A read or vread: the stored bytes, or 304 when the client's copy is current (conditional read)."""
+    headers = _version_headers(request, record)
+    if not_modified(request, headers["ETag"], record.last_updated):
+        return Response(status_code=304, headers=headers)
+    return render_stored(request, record.body, 200, headers)
 
 
 async def _operation(request: Request, name: str, level: str, resource_type: str | None, id: str | None):

@@ -77,8 +77,29 @@ def test_if_match(client):
 
 def test_if_none_match_on_read_gives_304(client):
     created = client.post("/Patient", json=patient(), headers=JSON).json()
-    response = client.get(f"/Patient/{created['id']}", headers={"If-None-Match": 'W/"1"'})
+    url = f"/Patient/{created['id']}"
+    response = client.get(url, headers={"If-None-Match": 'W/"1"'})
     assert response.status_code == 304
+    assert response.headers["ETag"] == 'W/"1"' and response.content == b""
+    for current in ('"1"', 'W/"3", W/"1"', "*"):  # weak comparison, a list, any version
+        assert client.get(url, headers={"If-None-Match": current}).status_code == 304, current
+    assert client.get(url, headers={"If-None-Match": 'W/"2"'}).status_code == 200
+    client.put(url, json={**patient(), "id": created["id"], "gender": "male"}, headers=JSON)
+    stale = client.get(url, headers={"If-None-Match": 'W/"1"'})
+    assert stale.status_code == 200 and stale.json()["gender"] == "male"
+    assert client.get(f"{url}/_history/1", headers={"If-None-Match": 'W/"1"'}).status_code == 304
+
+
+def test_if_modified_since_on_read(client):
+    created = client.post("/Patient", json=patient(), headers=JSON)
+    url = f"/Patient/{created.json()['id']}"
+    last_modified = created.headers["Last-Modified"]
+    assert client.get(url, headers={"If-Modified-Since": last_modified}).status_code == 304
+    assert client.get(url, headers={"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}).status_code == 200
+    assert client.get(url, headers={"If-Modified-Since": "not a date"}).status_code == 200
+    # If-None-Match, when present, decides alone
+    both = {"If-Modified-Since": last_modified, "If-None-Match": 'W/"9"'}
+    assert client.get(url, headers=both).status_code == 200
 
 
 def test_delete_then_read_is_gone(client):
