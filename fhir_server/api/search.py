@@ -16,7 +16,7 @@ from starlette.responses import Response
 from ..errors import FhirError
 from ..resource_types import RESOURCE_TYPES
 from ..search import bundle as search_bundle
-from ..search.query import compartment_condition
+from ..search.query import compartment_condition, compartment_types, whole_compartment_condition
 from ..search.registry import default_registry
 from ..repository import check_type
 from .negotiation import FORM, JSON, base_url, content_media_type, is_pretty, prefer, read_body, render, response_format
@@ -75,12 +75,19 @@ async def search_system(request: Request) -> Response:
 
 async def search_compartment(request: Request, compartment_type: str, compartment_id: str,
                              resource_type: str) -> Response:
-    check_type(resource_type)
+    """``GET /Patient/1/Condition``, or ``/Patient/1/*`` for every type in the compartment."""
     registry = default_registry()
+    if resource_type != "*":
+        check_type(resource_type)
     if compartment_type not in registry.compartments:
         raise FhirError(404, f"{compartment_type} is not a compartment", "not-supported")
-    condition = compartment_condition(registry, compartment_type, compartment_id, resource_type)
+    if resource_type == "*":
+        types = compartment_types(registry, compartment_type)
+        condition = whole_compartment_condition(registry, compartment_type, compartment_id, types)
+    else:
+        types = [resource_type]
+        condition = compartment_condition(registry, compartment_type, compartment_id, resource_type)
     if condition is None:
         raise FhirError(400, f"{resource_type} is not in the {compartment_type} compartment", "not-supported")
-    return await _run(request, [resource_type], await _pairs(request),
+    return await _run(request, types, await _pairs(request),
                       f"{compartment_type}/{compartment_id}/{resource_type}", compartment=condition)

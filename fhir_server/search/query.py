@@ -512,6 +512,26 @@ class Parser:
         return Include(source, param, target, iterate, reverse)
 
 
+def compartment_types(registry: Registry, compartment_type: str) -> list[str]:
+    """The resource types that are members of a compartment (by its CompartmentDefinition)."""
+    return sorted(t for t, codes in registry.compartments.get(compartment_type, {}).items() if codes)
+
+
+def whole_compartment_condition(registry: Registry, compartment_type: str, compartment_id: str,
+                                resource_types: list[str]):
+    """Membership of a compartment for a search over several of its types at once (``Patient/1/*``).
+
+    The ``{def}`` rule (the compartment's own resource, by ``_id``) is left out: over several
+    types an ``_id`` clause would also match other types' resources that happen to share the id.
+    """
+    clauses = []
+    for resource_type in resource_types:
+        condition = compartment_condition(registry, compartment_type, compartment_id, resource_type)
+        if condition is not None:
+            clauses.extend(c for c in condition.conditions if c.param.code != "_id")
+    return AnyOf(tuple(clauses)) if clauses else None
+
+
 def compartment_condition(registry: Registry, compartment_type: str, compartment_id: str,
                           resource_type: str):
     """The condition selecting ``resource_type`` resources in a compartment, or None if not a member type."""

@@ -97,6 +97,18 @@ def test_compartment_search_is_filtered(auth_client, tokens, consortium):
     assert _total(auth_client.get(f"/Patient/p1/{SR}", headers=tokens.headers("hosp-a"))) == 1
 
 
+def test_everything_follows_the_policy(auth_client, tokens, consortium):
+    url = "/Patient/p1/$everything"
+    assert auth_client.get(url, headers=tokens.headers("hosp-d")).status_code == 404
+    # members search one restricted type at a time, so their $everything names it
+    assert auth_client.get(url, headers=tokens.headers("hosp-a")).status_code == 403
+    assert _ids(auth_client.get(f"{url}?_type={SR}", headers=tokens.headers("hosp-a"))) >= {f"{SR}/sr1"}
+    assert not {f"{SR}/sr2", "Patient/p2"} & _ids(auth_client.get(f"{url}?_type={SR}", headers=tokens.headers("hosp-a")))
+    admin = _ids(auth_client.get(url, headers=tokens.headers("platform")))
+    assert {"Patient/p1", f"{SR}/sr1", "Condition/c1", "Consent/consent-p1"} <= admin  # Task: not in R4's compartment
+    assert not {f"{SR}/sr2", "Condition/c2", "Patient/p2"} & admin
+
+
 def _own_task_pointing_at_sr1(auth_client, tokens) -> str:
     """org-d makes its own Task naming sr1 (it may reference what it cannot see)."""
     task = {"resourceType": "Task", "status": "requested", "intent": "order",

@@ -1,0 +1,117 @@
+"""``Patient/[id]/$everything``: the patient's shared record in one searchset Bundle.
+
+The Patient, every resource in its compartment (one search over all member types, paged by
+the same cursor as any search) and, with ``_include=*``, what those resources reference
+(practitioners, organisations, medications…). Parameters: ``_since`` (only resources changed
+since), ``_type`` (which types), ``_count`` (page size); ``start``/``end`` are refused rather
+than silently ignored. Paging links repeat the operation's own parameters.
+
+The access policy applies as to any search: consortium members may search one restricted type
+at a time, so for them ``$everything`` needs ``_type`` naming a single type.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import FhirError
+from ..formats import json as fjson
+from ..resource_types import RESOURCE_TYPES
+from ..search import bundle as search_bundle
+from ..search.query import compartment_types, whole_compartment_condition
+from ..search.registry import default_registry
+from ..search.values import date_range
+from .negotiation import JSON, base_url, is_pretty, response_format
+from .operations import OperationContext, operation
+
+_PARAMETERS = ("_since", "_type", "_count", "_cursor")
+
+
+def _values(context: OperationContext, name: str) -> list[str]:
+    found = []
+    for parameter in context.parameters.get("parameter") or []:
+        if parameter.get("name") == name:
+            value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+            if value is not None:
+                found.append(str(value))
+    return found
+
+
+def _types(context: OperationContext) -> tuple[bool, list[str]]:
+    """(whether the patient itself is wanted, the compartment's member types to search): all without ``_type``."""
+    members = compartment_types(default_registry(), "Patient")
+    wanted = [t.strip() for value in _values(context, "_type") for t in value.split(",") if t.strip()]
+    for resource_type in wanted:
+        if resource_type not in RESOURCE_TYPES:
+            raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
+    if not wanted:
+        return True, members
+    return "Patient" in wanted, [t for t in members if t in wanted]
+
+
+def _relink(bundle: dict, url: str, params: list[tuple[str, str]]) -> None:
+    """Point the paging links at this operation, with its parameters and each link's cursor."""
+    for link in bundle.get("link", []):
+        cursor = dict(parse_qsl(link["url"].partition("?")[2])).get("_cursor")
+        pairs = [(k, v) for k, v in params if k != "_cursor"] + ([("_cursor", cursor)] if cursor else [])
+        link["url"] = f"{url}?{urlencode(pairs)}" if pairs else url
+
+
+@operation("everything", types=["Patient"], levels=("instance",), methods=("GET", "POST"),
+           definition={"url": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})
+async def everything(context: OperationContext):
+    for name in ("start", "end"):
+        if _values(context, name):
+            raise FhirError(400, f"$everything: '{name}' is not supported; use _since, or search by date",
+                            "not-supported", [name])
+    unknown = sorted({p.get("name") for p in context.parameters.get("parameter") or []} - set(_PARAMETERS))
+    if unknown:
+        raise FhirError(400, f"$everything does not take {', '.join(map(str, unknown))}", "not-supported")
+    request, patient_id = context.request, context.id
+    with_patient, members = _types(context)
+    since = (_values(context, "_since") or [None])[0]
+    if since is not None and date_range(since) is None:
+        raise FhirError(400, f"$everything: _since {since!r} is not a valid instant", "invalid", ["_since"])
+    cursor = (_values(context, "_cursor") or [None])[0]
+    pairs = [("_include", "*")]
+    if since:
+        pairs.append(("_lastUpdated", f"ge{since}"))
+    for name in ("_count", "_cursor"):
+        pairs += [(name, value) for value in _values(context, name)]
+    base = base_url(request)
+    settings = context.settings
+    registry = default_registry()
+    condition = whole_compartment_condition(registry, "Patient", patient_id, members) if members else None
+    parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
+    try:
+        query = parser.parse(members, pairs, strict=True, compartment=condition) if condition else None
+    except FhirError as error:  # a parse error names the search parameter: say which operation parameter
+        raise FhirError(error.status, "$everything: " + error.issues[0].get("diagnostics", ""), "invalid") from None
+    raw = response_format(request) == JSON and not is_pretty(request)
+    store = request.app.state.store
+
+    def execute() -> dict:
+        with store.session() as session:
+            if query is not None:
+                bundle = search_bundle.build(query, session.search(query), base, "", raw_bodies=raw)
+            else:
+                bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0,
+                          "link": [{"relation": "self", "url": base}]}
+            patient = session.read("Patient", patient_id) if with_patient else None
+        changed = since is None or date_range(patient.last_updated)[1] >= date_range(since)[0] if patient else False
+        if patient is not None and not patient.deleted and changed:
+            if "total" in bundle:
+                bundle["total"] += 1
+            if cursor is None:  # the patient opens the first page (and is not repeated as an include)
+                full_url = f"{base}/Patient/{patient_id}"
+                resource = orjson.Fragment(patient.body) if raw else fjson.loads(patient.body)
+                bundle["entry"] = [{"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}},
+                                   *(e for e in bundle.get("entry", []) if e.get("fullUrl") != full_url)]
+        params = [(k, v) for k in ("_since", "_type", "_count") for v in _values(context, k)]
+        _relink(bundle, f"{base}/Patient/{patient_id}/$everything", params)
+        return bundle
+
+    return await run_in_threadpool(execute)
