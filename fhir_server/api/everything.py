@@ -86,10 +86,7 @@ async def everything(context: OperationContext):
     registry = default_registry()
     condition = whole_compartment_condition(registry, "Patient", patient_id, members) if members else None
     parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
-    try:
-        query = parser.parse(members, pairs, strict=True, compartment=condition) if condition else None
-    except FhirError as error:  # a parse error names the search parameter: say which operation parameter
-        raise FhirError(error.status, "$everything: " + error.issues[0].get("diagnostics", ""), "invalid") from None
+    query = parser.parse(members, pairs, strict=True, compartment=condition) if condition else None
     raw = response_format(request) == JSON and not is_pretty(request)
     store = request.app.state.store
 
@@ -101,8 +98,9 @@ async def everything(context: OperationContext):
                 bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0,
                           "link": [{"relation": "self", "url": base}]}
             patient = session.read("Patient", patient_id) if with_patient else None
-        changed = since is None or date_range(patient.last_updated)[1] >= date_range(since)[0] if patient else False
-        if patient is not None and not patient.deleted and changed:
+        if patient is not None and patient.deleted:
+            patient = None
+        if patient is not None and (since is None or date_range(patient.last_updated)[1] >= date_range(since)[0]):
             if "total" in bundle:
                 bundle["total"] += 1
             if cursor is None:  # the patient opens the first page (and is not repeated as an include)
