@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import FhirError
-from ..formats import json as fjson
 from ..resource_types import RESOURCE_TYPES
 from ..search import bundle as search_bundle
 from ..search.query import compartment_types, whole_compartment_condition
@@ -76,38 +74,34 @@ async def everything(context: OperationContext):
     if since is not None and date_range(since) is None:
         raise FhirError(400, f"$everything: _since {since!r} is not a valid instant", "invalid", ["_since"])
     cursor = (_values(context, "_cursor") or [None])[0]
-    pairs = [("_include", "*")]
-    if since:
-        pairs.append(("_lastUpdated", f"ge{since}"))
-    for name in ("_count", "_cursor"):
-        pairs += [(name, value) for value in _values(context, name)]
-    base = base_url(request)
-    settings = context.settings
-    registry = default_registry()
-    condition = whole_compartment_condition(registry, "Patient", patient_id, members) if members else None
+    changed = [("_lastUpdated", f"ge{since}")] if since else []
+    paging = [(name, value) for name in ("_count", "_cursor") for value in _values(context, name)]
+    base, settings = base_url(request), context.settings
     parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
-    query = parser.parse(members, pairs, strict=True, compartment=condition) if condition else None
+    # the patient and what it references, then its compartment and what that references
+    own = parser.parse(["Patient"], [("_id", patient_id), ("_include", "*"), *changed]) if with_patient else None
+    condition = whole_compartment_condition(default_registry(), "Patient", patient_id, members) if members else None
+    compartment = (parser.parse(members, [("_include", "*"), *changed, *paging], strict=True, compartment=condition)
+                   if condition else None)
     raw = response_format(request) == JSON and not is_pretty(request)
     store = request.app.state.store
 
     def execute() -> dict:
         with store.session() as session:
-            if query is not None:
-                bundle = search_bundle.build(query, session.search(query), base, "", raw_bodies=raw)
-            else:
-                bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0,
-                          "link": [{"relation": "self", "url": base}]}
-            patient = session.read("Patient", patient_id) if with_patient else None
-        if patient is not None and patient.deleted:
-            patient = None
-        if patient is not None and (since is None or date_range(patient.last_updated)[1] >= date_range(since)[0]):
+            own_result = session.search(own) if own is not None else None
+            result = session.search(compartment) if compartment is not None else None
+        if result is not None:
+            bundle = search_bundle.build(compartment, result, base, "", raw_bodies=raw)
+        else:
+            bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0,
+                      "link": [{"relation": "self", "url": base}]}
+        if own_result is not None and own_result.matches:
             if "total" in bundle:
-                bundle["total"] += 1
-            if cursor is None:  # the patient opens the first page (and is not repeated as an include)
-                full_url = f"{base}/Patient/{patient_id}"
-                resource = orjson.Fragment(patient.body) if raw else fjson.loads(patient.body)
-                bundle["entry"] = [{"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}},
-                                   *(e for e in bundle.get("entry", []) if e.get("fullUrl") != full_url)]
+                bundle["total"] += len(own_result.matches)
+            if cursor is None:  # the patient opens the first page; nothing appears twice
+                head = search_bundle.build(own, own_result, base, "", raw_bodies=raw)["entry"]
+                seen = {entry["fullUrl"] for entry in head}
+                bundle["entry"] = head + [e for e in bundle.get("entry", []) if e["fullUrl"] not in seen]
         params = [(k, v) for k in ("_since", "_type", "_count") for v in _values(context, k)]
         _relink(bundle, f"{base}/Patient/{patient_id}/$everything", params)
         return bundle

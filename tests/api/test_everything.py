@@ -8,8 +8,10 @@ JSON = {"Content-Type": "application/fhir+json"}
 def _seed(client):
     client.put("/Organization/o1", json={"resourceType": "Organization", "id": "o1", "name": "县人民医院"},
                headers=JSON)
+    client.put("/Practitioner/dr1", json={"resourceType": "Practitioner", "id": "dr1"}, headers=JSON)
     for pid in ("p1", "p2"):
         client.put(f"/Patient/{pid}", json={"resourceType": "Patient", "id": pid,
+                                             "generalPractitioner": [{"reference": "Practitioner/dr1"}],
                                              "managingOrganization": {"reference": "Organization/o1"}}, headers=JSON)
     made = {}
     for pid in ("p1", "p2"):
@@ -43,7 +45,7 @@ def test_everything_returns_the_patient_its_compartment_and_what_they_reference(
     assert sorted(matches[1:]) == sorted([f"Observation/{made['p1'][0]}", f"ServiceRequest/{made['p1'][1]}",
                                           f"Condition/{made['p1'][2]}"])
     assert bundle["total"] == 4
-    assert _entries(bundle, "include") == ["Organization/o1"]
+    assert sorted(_entries(bundle, "include")) == ["Organization/o1", "Practitioner/dr1"]  # referenced once each
     assert not any(e.endswith(tuple(made["p2"])) for e in _entries(bundle))
     assert client.get("/metadata").json()["rest"][0]["resource"]  # the operation is advertised
     patient = next(r for r in client.get("/metadata").json()["rest"][0]["resource"] if r["type"] == "Patient")
