@@ -27,7 +27,7 @@ RESULT_PARAMS = frozenset((
 PASSIVE_PARAMS = frozenset(("_format", "_pretty", "_contained", "_containedType"))
 MODIFIERS = {
     "string": ("exact", "contains", "missing"),
-    "token": ("not", "text", "of-type", "missing"),
+    "token": ("not", "text", "of-type", "in", "not-in", "missing"),
     "reference": ("identifier", "missing"),
     "date": ("missing",),
     "number": ("missing",),
@@ -56,6 +56,15 @@ class TokenValue:
     system: str | None
     #: None: any code (``system|``)
     code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSetValue:
+    """The codes of a value set (``:in``/``:not-in``): per system, the codes it holds. An index row
+    without a system matches by code (elements of type ``code`` carry none)."""
+
+    url: str
+    codes: tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +349,23 @@ def parse_reference(text: str, type_modifier: str | None, base_url: str) -> Refe
     return ReferenceValue(type_modifier, text, None)
 
 
+def _code_set(name: str, url: str) -> CodeSetValue:
+    """The value set a ``:in``/``:not-in`` names, from the terminology the server holds (the IG's value
+    sets and the base ones its profiles bind); one it cannot enumerate completely is refused."""
+    from fhir_server.terminology.registry import ig_terminology
+
+    expansion = ig_terminology().expansion(url)
+    if expansion is None:
+        raise InvalidParameter(name, f"{name}: value set {url!r} is not known to this server")
+    if expansion.open_systems:
+        raise InvalidParameter(name, f"{name}: value set {url!r} includes codes of "
+                                     f"{', '.join(sorted(expansion.open_systems))} that this server cannot list")
+    by_system: dict[str, list[str]] = {}
+    for system, code in expansion.concepts:
+        by_system.setdefault(system, []).append(code)
+    return CodeSetValue(url, tuple((system, tuple(sorted(codes))) for system, codes in sorted(by_system.items())))
+
+
 # --- parameter parsing --------------------------------------------------------------------------
 
 class Parser:
@@ -402,6 +428,9 @@ class Parser:
             key = param.sub_key("identifier")
         elif modifier == "of-type":
             key = param.sub_key("of-type")
+        if modifier in ("in", "not-in"):
+            values = tuple(_code_set(name, unescape(part)) for part in split_unescaped(raw, ","))
+            return Clause(param, "not" if modifier == "not-in" else None, values, key)
         values = tuple(
             parse_value(name, param, modifier, part, registry, resource_type, self.base_url)
             for part in split_unescaped(raw, ",")

@@ -145,6 +145,9 @@ class Compiler:
         if kind == "token":
             if isinstance(value, q.StringValue):  # :text
                 return {"t": _prefix_range(value.normalized)}
+            if isinstance(value, q.CodeSetValue):
+                groups = [{"c": {"$in": list(codes)}, "s": {"$in": [system, None]}} for system, codes in value.codes]
+                return {"$or": groups} if groups else {"c": {"$in": []}}
             if isinstance(value, q.OfTypeValue):
                 match = {"c": value.code, "t": value.value}
                 if value.system is not None:

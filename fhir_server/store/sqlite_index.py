@@ -115,6 +115,10 @@ class _Sql:
         if kind == "token":
             if isinstance(value, q.StringValue):  # :text
                 return f"{a}.text >= {self.bind(value.normalized)} AND {a}.text < {self.bind(value.normalized + _MAX_CHAR)}"
+            if isinstance(value, q.CodeSetValue):
+                groups = [f"({a}.code IN ({self.bind(*codes)}) AND ({a}.system = {self.bind(system)}"
+                          f" OR {a}.system IS NULL))" for system, codes in value.codes]
+                return f"({' OR '.join(groups)})" if groups else "0"
             if isinstance(value, q.OfTypeValue):
                 sql = f"{a}.code = {self.bind(value.code)} AND {a}.text = {self.bind(value.value)}"
                 if value.system is not None:
