@@ -29,6 +29,7 @@ log = logging.getLogger("fhir_server")
 #: modules whose import registers FHIR operations in fhir_server.api.operations
 OPERATION_MODULES: list[str] = [
     "fhir_server.api.everything",
+    "fhir_server.api.bulk_export",
     "fhir_server.validation.operations",
     "fhir_server.terminology.operations",
     "fhir_server.referral.operations",

@@ -109,6 +109,17 @@ def test_everything_follows_the_policy(auth_client, tokens, consortium):
     assert not {f"{SR}/sr2", "Condition/c2", "Patient/p2"} & admin
 
 
+def test_bulk_export_is_for_administrators(auth_client, tokens, consortium):
+    asynchronous = {"Prefer": "respond-async"}
+    refused = auth_client.get("/$export?_type=ServiceRequest", headers={**tokens.headers("hosp-a"), **asynchronous})
+    assert refused.status_code == 403
+    accepted = auth_client.get("/$export?_type=ServiceRequest", headers={**tokens.headers("platform"), **asynchronous})
+    assert accepted.status_code == 202
+    status = accepted.headers["Content-Location"].removeprefix("http://testserver")
+    assert auth_client.get(status, headers=tokens.headers("hosp-a")).status_code == 403
+    assert auth_client.get(status).status_code == 401
+
+
 def _own_task_pointing_at_sr1(auth_client, tokens) -> str:
     """org-d makes its own Task naming sr1 (it may reference what it cannot see)."""
     task = {"resourceType": "Task", "status": "requested", "intent": "order",

@@ -1,0 +1,254 @@
+"""Bulk Data export (FHIR Bulk Data Access 2.0): ``$export`` to NDJSON files, asynchronously.
+
+A regional platform pulls everything (``GET /$export``) or the patient compartments' types
+(``GET /Patient/$export``) with ``_type`` and ``_since``, without paging through searches:
+
+1. kick-off with ``Prefer: respond-async`` → 202 and ``Content-Location`` naming the job's
+   status URL (``$export-poll-status?_jobId=…``);
+2. polling that URL → 202 with ``X-Progress`` while the job runs, then 200 and the manifest
+   (``transactionTime``, one ``output`` entry per NDJSON file); ``DELETE`` cancels a job and
+   removes its files;
+3. each file is fetched from ``$export-file?_jobId=…&file=…`` (``application/fhir+ndjson``).
+
+A background thread writes the files under ``<data dir>/bulk-export/<job>/``, reading the store
+one keyset page at a time, at most ``FILE_LINES`` resources per file. Every resource changed up to
+``transactionTime`` is in the export, in its version current when its page was read (a resource
+changed during the export may appear in its newer version, which the specification allows). Jobs are kept in memory:
+after a restart their status URLs answer 404. With authentication on, only platform
+administrators may export (an export reads past the consortium access policy).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from starlette.responses import FileResponse, Response
+
+from ..errors import FhirError, issue, operation_outcome
+from ..formats import json as fjson
+from ..resource_types import RESOURCE_TYPES
+from ..search import bundle as search_bundle
+from ..search.query import compartment_types
+from ..search.registry import default_registry
+from ..search.values import date_range
+from .negotiation import base_url
+from .operations import OperationContext, operation
+
+log = logging.getLogger("fhir_server.bulk_export")
+
+NDJSON = "application/fhir+ndjson"
+_OUTPUT_FORMATS = (NDJSON, "application/ndjson", "ndjson")
+FILE_LINES = 10000
+_PAGE = 500
+
+
+@dataclass
+class Job:
+    id: str
+    request: str
+    types: list[str]
+    since: str | None
+    directory: Path
+    transaction_time: str
+    status: str = "running"  # running, complete, failed, cancelled
+    exported: int = 0
+    output: list[dict] = field(default_factory=list)
+    error: str = ""
+
+
+class ExportJobs:
+    """The jobs of one app: one worker thread, files in the data directory."""
+
+    def __init__(self, store, root: Path):
+        self.store, self.root = store, root
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-export")
+
+    def start(self, request_url: str, types: list[str], since: str | None) -> Job:
+        job_id = uuid.uuid4().hex
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        job = Job(job_id, request_url, types, since, self.root / job_id, now)
+        with self._lock:
+            self.jobs[job_id] = job
+        self._executor.submit(self._run, job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise FhirError(404, f"no bulk export job {job_id!r}", "not-found")
+        return job
+
+    def cancel(self, job_id: str) -> None:
+        job = self.get(job_id)
+        job.status = "cancelled"
+        with self._lock:
+            self.jobs.pop(job_id, None)
+        shutil.rmtree(job.directory, ignore_errors=True)
+
+    def close(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.status == "running":
+                job.status = "cancelled"
+        self._executor.shutdown(wait=True)
+
+    def _run(self, job: Job) -> None:
+        try:
+            job.directory.mkdir(parents=True, exist_ok=True)
+            for resource_type in job.types:
+                self._export_type(job, resource_type)
+                if job.status == "cancelled":
+                    shutil.rmtree(job.directory, ignore_errors=True)
+                    return
+            job.status = "complete"
+        except Exception as exc:  # the job reports the failure; the server stays up
+            log.exception("bulk export %s failed", job.id)
+            job.error, job.status = f"the export failed: {type(exc).__name__}", "failed"
+
+    def _export_type(self, job: Job, resource_type: str) -> None:
+        parser = search_bundle.parser_for("", _PAGE, _PAGE)
+        base_pairs = [("_count", str(_PAGE)), ("_total", "none")]
+        if job.since:
+            base_pairs.append(("_lastUpdated", f"ge{job.since}"))
+        cursor, part, lines, handle = None, 0, 0, None
+        try:
+            while job.status == "running":
+                pairs = base_pairs + ([("_cursor", cursor)] if cursor else [])
+                query = parser.parse([resource_type], pairs, strict=True)
+                with self.store.session() as session:
+                    result = session.search(query)
+                for record in result.matches:
+                    if handle is None or lines == FILE_LINES:
+                        if handle is not None:
+                            handle.close()
+                            self._finish_file(job, resource_type, part, lines)
+                        part, lines = part + 1, 0
+                        handle = open(job.directory / f"{resource_type}-{part}.ndjson", "wb")
+                    handle.write(record.body if isinstance(record.body, bytes) else record.body.encode("utf-8"))
+                    handle.write(b"\n")
+                    lines += 1
+                    job.exported += 1
+                cursor = result.next_cursor
+                if not cursor:
+                    break
+        finally:
+            if handle is not None:
+                handle.close()
+                self._finish_file(job, resource_type, part, lines)
+
+    @staticmethod
+    def _finish_file(job: Job, resource_type: str, part: int, lines: int) -> None:
+        job.output.append({"type": resource_type, "file": f"{resource_type}-{part}.ndjson", "count": lines})
+
+
+def _jobs(context: OperationContext) -> ExportJobs:
+    state = context.request.app.state
+    jobs = getattr(state, "bulk_exports", None)
+    if jobs is None:
+        with _create_lock:
+            jobs = getattr(state, "bulk_exports", None)
+            if jobs is None:
+                jobs = ExportJobs(state.store, context.settings.data_dir / "bulk-export")
+                context.repository.add_close_hook(jobs.close)
+                state.bulk_exports = jobs
+    return jobs
+
+
+_create_lock = threading.Lock()
+
+
+def _require_administrator() -> None:
+    from ..security.context import current_caller
+
+    caller = current_caller()
+    if caller is not None and not caller.admin:
+        raise FhirError(403, "bulk export is available to platform administrators only", "forbidden")
+
+
+def _value(context: OperationContext, name: str) -> str | None:
+    value = context.param(name)
+    return None if value is None else str(value)
+
+
+def _types(context: OperationContext, allowed: list[str]) -> list[str]:
+    raw = [t.strip() for p in context.parameters.get("parameter") or [] if p.get("name") == "_type"
+           for t in str(next((v for k, v in p.items() if k.startswith("value")), "")).split(",") if t.strip()]
+    for resource_type in raw:
+        if resource_type not in RESOURCE_TYPES:
+            raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
+        if resource_type not in allowed:
+            raise FhirError(400, f"_type: {resource_type} is not exported at this level", "invalid", ["_type"])
+    return sorted(set(raw)) if raw else allowed
+
+
+@operation("export", types=["Patient"], levels=("system", "type"), methods=("GET", "POST"),
+           definition={"url": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"})
+def export(context: OperationContext):
+    _require_administrator()
+    if "respond-async" not in context.request.headers.get("prefer", ""):
+        raise FhirError(400, "$export runs asynchronously: send 'Prefer: respond-async'", "invalid")
+    output_format = _value(context, "_outputFormat")
+    if output_format is not None and output_format not in _OUTPUT_FORMATS:
+        raise FhirError(400, f"_outputFormat {output_format!r} is not supported (use {NDJSON})", "not-supported",
+                        ["_outputFormat"])
+    known = {"_type", "_since", "_outputFormat"}
+    unknown = sorted({str(p.get("name")) for p in context.parameters.get("parameter") or []} - known)
+    if unknown:
+        raise FhirError(400, f"$export does not support {', '.join(unknown)}", "not-supported")
+    since = _value(context, "_since")
+    if since is not None and date_range(since) is None:
+        raise FhirError(400, f"_since {since!r} is not a valid instant", "invalid", ["_since"])
+    allowed = (compartment_types(default_registry(), "Patient") if context.resource_type == "Patient"
+               else sorted(RESOURCE_TYPES))
+    request, base = context.request, base_url(context.request)
+    kick_off = f"{base}/{'Patient/' if context.resource_type else ''}$export"
+    if request.url.query:
+        kick_off += f"?{request.url.query}"
+    job = _jobs(context).start(kick_off, _types(context, allowed), since)
+    status_url = f"{base}/$export-poll-status?_jobId={job.id}"
+    return Response(status_code=202, headers={"Content-Location": status_url})
+
+
+@operation("export-poll-status", levels=("system",), methods=("GET", "DELETE"))
+def export_status(context: OperationContext):
+    _require_administrator()
+    jobs, job_id = _jobs(context), _value(context, "_jobId") or ""
+    if context.request.method == "DELETE":
+        jobs.cancel(job_id)
+        return Response(status_code=202)
+    job = jobs.get(job_id)
+    if job.status == "running":
+        return Response(status_code=202, headers={"X-Progress": f"{job.exported} resources exported",
+                                                  "Retry-After": "1"})
+    if job.status == "failed":
+        body = fjson.dumps(operation_outcome([issue("error", "exception", job.error)]))
+        return Response(body, status_code=500, media_type="application/fhir+json")
+    base = base_url(context.request)
+    manifest = {
+        "transactionTime": job.transaction_time,
+        "request": job.request,
+        "requiresAccessToken": context.settings.auth_enabled,
+        "output": [{"type": o["type"], "url": f"{base}/$export-file?_jobId={job.id}&file={o['file']}",
+                    "count": o["count"]} for o in job.output],
+        "error": [],
+    }
+    return Response(fjson.dumps(manifest), status_code=200, media_type="application/json")
+
+
+@operation("export-file", levels=("system",), methods=("GET",))
+def export_file(context: OperationContext):
+    _require_administrator()
+    job = _jobs(context).get(_value(context, "_jobId") or "")
+    name = _value(context, "file") or ""
+    if job.status != "complete" or name not in {o["file"] for o in job.output}:
+        raise FhirError(404, f"no file {name!r} in bulk export job {job.id}", "not-found")
+    return FileResponse(job.directory / name, media_type=NDJSON)

@@ -1,0 +1,97 @@
+"""Bulk Data $export: kick-off, polling, NDJSON files, cancellation, refusals."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fhir_server.api import bulk_export
+
+JSON = {"Content-Type": "application/fhir+json"}
+ASYNC = {"Prefer": "respond-async"}
+BASE = "http://testserver"
+
+
+def _seed(client, patients=5):
+    for i in range(patients):
+        client.put(f"/Patient/p{i}", json={"resourceType": "Patient", "id": f"p{i}", "name": [{"family": "王"}]},
+                   headers=JSON)
+        client.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "血压"},
+                                          "subject": {"reference": f"Patient/p{i}"}}, headers=JSON)
+    client.put("/Organization/o1", json={"resourceType": "Organization", "id": "o1", "name": "乡镇卫生院"},
+               headers=JSON)
+
+
+def _finish(client, status_url: str) -> dict:
+    path = status_url[len(BASE):]
+    for _ in range(200):
+        response = client.get(path)
+        if response.status_code != 202:
+            assert response.status_code == 200, response.text
+            return response.json()
+        assert "exported" in response.headers["X-Progress"]
+        time.sleep(0.02)
+    raise AssertionError("the export did not finish")
+
+
+def _lines(client, manifest: dict) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for output in manifest["output"]:
+        response = client.get(output["url"][len(BASE):])
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/fhir+ndjson")
+        resources = [json.loads(line) for line in response.text.splitlines()]
+        assert len(resources) == output["count"]
+        found.setdefault(output["type"], []).extend(resources)
+    return found
+
+
+def test_system_export_writes_every_resource_of_the_asked_types(client):
+    _seed(client)
+    kick_off = client.get("/$export?_type=Patient,Observation", headers=ASYNC)
+    assert kick_off.status_code == 202
+    manifest = _finish(client, kick_off.headers["Content-Location"])
+    assert manifest["request"] == f"{BASE}/$export?_type=Patient,Observation"
+    assert manifest["requiresAccessToken"] is False and manifest["error"] == []
+    found = _lines(client, manifest)
+    assert sorted(r["id"] for r in found["Patient"]) == [f"p{i}" for i in range(5)]
+    assert len(found["Observation"]) == 5 and "Organization" not in found
+    assert found["Patient"][0] == client.get(f"/Patient/{found['Patient'][0]['id']}").json()  # as stored
+
+
+def test_files_are_split_and_since_filters(client, monkeypatch):
+    monkeypatch.setattr(bulk_export, "FILE_LINES", 2)
+    _seed(client)
+    manifest = _finish(client, client.get("/$export?_type=Patient", headers=ASYNC).headers["Content-Location"])
+    assert [o["count"] for o in manifest["output"]] == [2, 2, 1]
+    assert len({o["url"] for o in manifest["output"]}) == 3
+    later = client.get("/$export?_type=Patient&_since=2999-01-01T00:00:00Z", headers=ASYNC)
+    assert _finish(client, later.headers["Content-Location"])["output"] == []
+
+
+def test_patient_level_export_covers_the_compartment_types(client):
+    _seed(client)
+    manifest = _finish(client, client.get("/Patient/$export", headers=ASYNC).headers["Content-Location"])
+    types = {o["type"] for o in manifest["output"]}
+    assert {"Patient", "Observation"} <= types and "Organization" not in types
+    assert client.get("/Patient/$export?_type=Organization", headers=ASYNC).status_code == 400
+
+
+def test_a_cancelled_job_is_gone(client):
+    _seed(client)
+    status_url = client.get("/$export?_type=Patient", headers=ASYNC).headers["Content-Location"]
+    manifest = _finish(client, status_url)
+    file_url = manifest["output"][0]["url"][len(BASE):]
+    traversal = file_url.split("&file=")[0] + "&file=../../fhir.db"
+    assert client.get(traversal).status_code == 404  # only the job's own files are served
+    assert client.delete(status_url[len(BASE):]).status_code == 202
+    assert client.get(status_url[len(BASE):]).status_code == 404
+    assert client.get(file_url).status_code == 404
+
+
+def test_kick_off_refusals(client):
+    assert client.get("/$export").status_code == 400  # no Prefer: respond-async
+    for query in ("_outputFormat=text/csv", "_type=Nothing", "_since=yesterday", "_typeFilter=Patient%3Factive%3Dtrue"):
+        assert client.get(f"/$export?{query}", headers=ASYNC).status_code == 400, query
+    assert client.get("/$export-poll-status?_jobId=nope").status_code == 404
+    assert client.get("/$export-file?_jobId=nope&file=Patient-1.ndjson").status_code == 404
