@@ -39,7 +39,7 @@ from ..search.query import compartment_types
 from ..search.registry import default_registry
 from ..search.values import date_range
 from .negotiation import base_url
-from .operations import OperationContext, operation
+from .operations import OperationContext, app_state, operation
 
 log = logging.getLogger("fhir_server.bulk_export")
 
@@ -151,19 +151,12 @@ class ExportJobs:
 
 
 def _jobs(context: OperationContext) -> ExportJobs:
-    state = context.request.app.state
-    jobs = getattr(state, "bulk_exports", None)
-    if jobs is None:
-        with _create_lock:
-            jobs = getattr(state, "bulk_exports", None)
-            if jobs is None:
-                jobs = ExportJobs(state.store, context.settings.data_dir / "bulk-export")
-                context.repository.add_close_hook(jobs.close)
-                state.bulk_exports = jobs
-    return jobs
+    def make() -> ExportJobs:
+        jobs = ExportJobs(context.request.app.state.store, context.settings.data_dir / "bulk-export")
+        context.repository.add_close_hook(jobs.close)
+        return jobs
 
-
-_create_lock = threading.Lock()
+    return app_state(context, "bulk_exports", make)
 
 
 def _require_administrator() -> None:

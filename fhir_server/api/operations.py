@@ -8,6 +8,7 @@ the first request, and the CapabilityStatement lists exactly what is registered 
 from __future__ import annotations
 
 import inspect
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -98,6 +99,22 @@ def find(name: str, level: str, resource_type: str | None, method: str) -> Opera
     return (specific or allowed)[0]
 
 
+_STATE_LOCK = threading.Lock()
+
+
+def app_state(context: OperationContext, name: str, make: Callable[[], Any]) -> Any:
+    """An object operations keep on the app (an ingestor, the export jobs): made once, on first use."""
+    state = context.request.app.state
+    found = getattr(state, name, None)
+    if found is None:
+        with _STATE_LOCK:
+            found = getattr(state, name, None)
+            if found is None:
+                found = make()
+                setattr(state, name, found)
+    return found
+
+
 def query_parameters(request: Request) -> dict:
     """A Parameters resource from the query string (each value as valueString)."""
     return {"resourceType": "Parameters",
@@ -113,4 +130,4 @@ async def invoke(op: Operation, context: OperationContext) -> Any:
 
 
 __all__ = ["operation", "OperationContext", "Operation", "registered", "find", "invoke", "query_parameters",
-           "Response"]
+           "app_state", "Response"]

@@ -12,28 +12,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
 
-from fhir_server.api.operations import OperationContext, operation
+from fhir_server.api.operations import OperationContext, app_state, operation
 from fhir_server.errors import FhirError, issue, operation_outcome
 from fhir_server.mapping.convert import Converter, MappingConfig
 from fhir_server.mapping.errors import MappingError
 from fhir_server.mapping.ingest import Ingestor
 
-_LOCK = threading.Lock()
-
-
 def ingestor_for(ctx: OperationContext) -> Ingestor:
     """One Ingestor per app (its lock serialises duplicate checks); created on first use."""
-    state = ctx.request.app.state
-    found = getattr(state, "mapping_ingestor", None)
-    if found is None:
-        with _LOCK:
-            found = getattr(state, "mapping_ingestor", None)
-            if found is None:
-                found = Ingestor(ctx.repository, Converter(MappingConfig.from_settings(ctx.settings)))
-                state.mapping_ingestor = found
-    return found
+    return app_state(ctx, "mapping_ingestor",
+                     lambda: Ingestor(ctx.repository, Converter(MappingConfig.from_settings(ctx.settings))))
 
 
 def _message(ctx: OperationContext) -> bytes:
