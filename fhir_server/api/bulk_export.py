@@ -11,7 +11,8 @@ A regional platform pulls everything (``GET /$export``) or the patient compartme
 3. each file is fetched from ``$export-file?_jobId=…&file=…`` (``application/fhir+ndjson``).
 
 A background thread writes the files under ``<data dir>/bulk-export/<job>/``, reading the store
-one keyset page at a time, at most ``FILE_LINES`` resources per file. Every resource changed up to
+one keyset page at a time, at most ``FILE_LINES`` resources per file; a finished job's files are
+removed a day later. Every resource changed up to
 ``transactionTime`` is in the export, in its version current when its page was read (a resource
 changed during the export may appear in its newer version, which the specification allows). Jobs are kept in memory:
 after a restart their status URLs answer 404. With authentication on, only platform
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +48,8 @@ log = logging.getLogger("fhir_server.bulk_export")
 NDJSON = "application/fhir+ndjson"
 _OUTPUT_FORMATS = (NDJSON, "application/ndjson", "ndjson")
 FILE_LINES = 10000
+#: how long a finished job's manifest and files stay (forgotten at the next kick-off after that)
+RETENTION_SECONDS = 24 * 3600
 _PAGE = 500
 
 
@@ -61,6 +65,8 @@ class Job:
     exported: int = 0
     output: list[dict] = field(default_factory=list)
     error: str = ""
+    #: time.monotonic() when the job ended (0: still running)
+    finished: float = 0.0
 
 
 class ExportJobs:
@@ -73,6 +79,7 @@ class ExportJobs:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-export")
 
     def start(self, request_url: str, types: list[str], since: str | None) -> Job:
+        self._forget_old()
         job_id = uuid.uuid4().hex
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         job = Job(job_id, request_url, types, since, self.root / job_id, now)
@@ -95,6 +102,16 @@ class ExportJobs:
             self.jobs.pop(job_id, None)
         shutil.rmtree(job.directory, ignore_errors=True)
 
+    def _forget_old(self) -> None:
+        """Jobs finished more than ``RETENTION_SECONDS`` ago go, with their files."""
+        now = time.monotonic()
+        with self._lock:
+            old = [job for job in self.jobs.values() if job.finished and now - job.finished > RETENTION_SECONDS]
+            for job in old:
+                del self.jobs[job.id]
+        for job in old:
+            shutil.rmtree(job.directory, ignore_errors=True)
+
     def close(self) -> None:
         for job in list(self.jobs.values()):
             if job.status == "running":
@@ -105,14 +122,19 @@ class ExportJobs:
         try:
             job.directory.mkdir(parents=True, exist_ok=True)
             for resource_type in job.types:
+                if job.status != "running":
+                    break
                 self._export_type(job, resource_type)
-                if job.status == "cancelled":
-                    shutil.rmtree(job.directory, ignore_errors=True)
-                    return
-            job.status = "complete"
+            else:
+                job.status = "complete"
         except Exception as exc:  # the job reports the failure; the server stays up
-            log.exception("bulk export %s failed", job.id)
-            job.error, job.status = f"the export failed: {type(exc).__name__}", "failed"
+            if job.status == "running":
+                log.exception("bulk export %s failed", job.id)
+                job.error, job.status = f"the export failed: {type(exc).__name__}", "failed"
+        finally:
+            job.finished = time.monotonic()
+            if job.status == "cancelled":
+                shutil.rmtree(job.directory, ignore_errors=True)
 
     def _export_type(self, job: Job, resource_type: str) -> None:
         parser = search_bundle.parser_for("", _PAGE, _PAGE)

@@ -95,3 +95,16 @@ def test_kick_off_refusals(client):
         assert client.get(f"/$export?{query}", headers=ASYNC).status_code == 400, query
     assert client.get("/$export-poll-status?_jobId=nope").status_code == 404
     assert client.get("/$export-file?_jobId=nope&file=Patient-1.ndjson").status_code == 404
+
+
+def test_finished_jobs_are_forgotten_after_the_retention_time(client, monkeypatch, tmp_path):
+    _seed(client, patients=1)
+    first = client.get("/$export?_type=Patient", headers=ASYNC).headers["Content-Location"]
+    _finish(client, first)
+    job_id = first.rsplit("=", 1)[1]
+    assert (tmp_path / "bulk-export" / job_id).is_dir()
+    monkeypatch.setattr(bulk_export, "RETENTION_SECONDS", 0)
+    second = client.get("/$export?_type=Patient", headers=ASYNC).headers["Content-Location"]
+    assert client.get(first[len(BASE):]).status_code == 404
+    assert not (tmp_path / "bulk-export" / job_id).exists()
+    _finish(client, second)
