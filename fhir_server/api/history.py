@@ -1,4 +1,7 @@
-"""History interactions (instance, type, system) with ``_since``, ``_at`` and ``_count``.
+"""History interactions (instance, type, system) with ``_since`` and ``_count``.
+
+``_at`` and ``_list`` are refused (400) rather than ignored: a client asking for the versions
+current at a time must not receive every version instead.
 
 Pages are pinned to the history sequence number seen by the first page, so later writes
 never shift entries between pages.
@@ -39,6 +42,9 @@ def _int(value: str | None, name: str, default: int) -> int:
 async def history(request: Request, resource_type: str | None, id: str | None) -> Response:
     settings = request.app.state.settings
     query = request.query_params
+    for name in ("_at", "_list"):
+        if name in query:
+            raise FhirError(400, f"history does not support {name}; use _since", "not-supported", [name])
     count = min(_int(query.get("_count"), "_count", settings.default_page_size), settings.max_page_size)
     offset = _int(query.get("_offset"), "_offset", 0)
     since = _instant(query["_since"], "_since") if query.get("_since") else None

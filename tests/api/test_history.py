@@ -50,3 +50,10 @@ def test_since_and_count_paging_is_stable(client):
 def test_bad_since_is_400(client):
     assert client.get("/_history?_since=yesterday").status_code == 400
     assert client.get("/_history?_count=-1").status_code == 400
+
+
+def test_history_refuses_at_rather_than_ignoring_it(client):
+    client.put("/Patient/h1", json={"resourceType": "Patient", "id": "h1"}, headers={"Content-Type": "application/fhir+json"})
+    response = client.get("/Patient/h1/_history?_at=2020")
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["_at"]
