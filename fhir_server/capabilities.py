@@ -39,7 +39,7 @@ def build(base_url: str, conformance: list[dict], software: str = "fhir-server")
                 profiles.setdefault(resource["type"], []).append(resource["url"])
         elif resource.get("resourceType") == "ImplementationGuide" and resource.get("url"):
             guides.append(resource["url"])
-    ops = operations.registered()
+    ops = [op for op in operations.registered() if op.listed]
     resources = []
     for resource_type in sorted(RESOURCE_TYPES):
         entry: dict = {
@@ -83,7 +83,7 @@ def build(base_url: str, conformance: list[dict], software: str = "fhir-server")
             "mode": "server",
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
-            "operation": [_operation_entry(op) for op in ops if op.types is None],
+            "operation": [_operation_entry(op) for op in ops if op.types is None or "system" in op.levels],
         }],
     }
     if guides:

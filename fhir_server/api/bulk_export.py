@@ -1,7 +1,8 @@
 """Bulk Data export (FHIR Bulk Data Access 2.0): ``$export`` to NDJSON files, asynchronously.
 
 A regional platform pulls everything (``GET /$export``) or the patient compartments' types
-(``GET /Patient/$export``) with ``_type`` and ``_since``, without paging through searches:
+(``GET /Patient/$export``) with ``_type``, ``_since`` and ``_typeFilter`` (``Type?search``, OR-ed per
+type), without paging through searches:
 
 1. kick-off with ``Prefer: respond-async`` → 202 and ``Content-Location`` naming the job's
    status URL (``$export-poll-status?_jobId=…``);
@@ -22,6 +23,7 @@ administrators may export (an export reads past the consortium access policy).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
@@ -30,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.responses import FileResponse, Response
 
@@ -51,6 +54,8 @@ FILE_LINES = 10000
 #: how long a finished job's manifest and files stay (forgotten at the next kick-off after that)
 RETENTION_SECONDS = 24 * 3600
 _PAGE = 500
+_RESULT_PARAMETERS = frozenset(("_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total",
+                                "_cursor", "_contained", "_containedType"))
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Job:
     request: str
     types: list[str]
     since: str | None
+    #: type → the searches (parameter pairs) that select its resources; none: every resource of the type
+    filters: dict[str, list[list[tuple[str, str]]]]
     directory: Path
     transaction_time: str
     status: str = "running"  # running, complete, failed, cancelled
@@ -78,11 +85,12 @@ class ExportJobs:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-export")
 
-    def start(self, request_url: str, types: list[str], since: str | None) -> Job:
+    def start(self, request_url: str, types: list[str], since: str | None,
+              filters: dict[str, list[list[tuple[str, str]]]]) -> Job:
         self._forget_old()
         job_id = uuid.uuid4().hex
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        job = Job(job_id, request_url, types, since, self.root / job_id, now)
+        job = Job(job_id, request_url, types, since, filters, self.root / job_id, now)
         with self._lock:
             self.jobs[job_id] = job
         self._executor.submit(self._run, job)
@@ -141,27 +149,36 @@ class ExportJobs:
         base_pairs = [("_count", str(_PAGE)), ("_total", "none")]
         if job.since:
             base_pairs.append(("_lastUpdated", f"ge{job.since}"))
-        cursor, part, lines, handle = None, 0, 0, None
+        searches = job.filters.get(resource_type) or [[]]
+        seen: set[str] | None = set() if len(searches) > 1 else None  # a resource several filters match, once
+        part, lines, handle = 0, 0, None
         try:
-            while job.status == "running":
-                pairs = base_pairs + ([("_cursor", cursor)] if cursor else [])
-                query = parser.parse([resource_type], pairs, strict=True)
-                with self.store.session() as session:
-                    result = session.search(query)
-                for record in result.matches:
-                    if handle is None or lines == FILE_LINES:
-                        if handle is not None:
-                            handle.close()
-                            self._finish_file(job, resource_type, part, lines)
-                        part, lines = part + 1, 0
-                        handle = open(job.directory / f"{resource_type}-{part}.ndjson", "wb")
-                    handle.write(record.body if isinstance(record.body, bytes) else record.body.encode("utf-8"))
-                    handle.write(b"\n")
-                    lines += 1
-                    job.exported += 1
-                cursor = result.next_cursor
-                if not cursor:
-                    break
+            for search in searches:
+                cursor = None
+                while job.status == "running":
+                    pairs = base_pairs + search + ([("_cursor", cursor)] if cursor else [])
+                    query = parser.parse([resource_type], pairs, strict=True)
+                    with self.store.session() as session:
+                        result = session.search(query)
+                    for record in result.matches:
+                        if seen is not None:
+                            if record.id in seen:
+                                continue
+                            seen.add(record.id)
+                        if handle is None or lines == FILE_LINES:
+                            if handle is not None:
+                                handle.close()
+                                self._finish_file(job, resource_type, part, lines)
+                            part, lines = part + 1, 0
+                            handle = open(job.directory / f"{resource_type}-{part}.ndjson", "wb")
+                        body = record.body
+                        handle.write(body if isinstance(body, bytes) else body.encode("utf-8"))
+                        handle.write(b"\n")
+                        lines += 1
+                        job.exported += 1
+                    cursor = result.next_cursor
+                    if not cursor:
+                        break
         finally:
             if handle is not None:
                 handle.close()
@@ -189,20 +206,50 @@ def _require_administrator() -> None:
         raise FhirError(403, "bulk export is available to platform administrators only", "forbidden")
 
 
+def _values(context: OperationContext, name: str) -> list[str]:
+    return [str(v) for p in context.parameters.get("parameter") or [] if p.get("name") == name
+            for k, v in p.items() if k.startswith("value")]
+
+
 def _value(context: OperationContext, name: str) -> str | None:
     value = context.param(name)
     return None if value is None else str(value)
 
 
 def _types(context: OperationContext, allowed: list[str]) -> list[str]:
-    raw = [t.strip() for p in context.parameters.get("parameter") or [] if p.get("name") == "_type"
-           for t in str(next((v for k, v in p.items() if k.startswith("value")), "")).split(",") if t.strip()]
+    raw = [t.strip() for value in _values(context, "_type") for t in value.split(",") if t.strip()]
     for resource_type in raw:
         if resource_type not in RESOURCE_TYPES:
             raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
         if resource_type not in allowed:
             raise FhirError(400, f"_type: {resource_type} is not exported at this level", "invalid", ["_type"])
     return sorted(set(raw)) if raw else allowed
+
+
+_FILTER_START = re.compile(r",(?=[A-Z][A-Za-z]+\?)")
+
+
+def _type_filters(context: OperationContext, types: list[str]) -> dict[str, list[list[tuple[str, str]]]]:
+    """``_typeFilter=Type?query`` (repeated, or comma-separated): searches selecting what is exported of a type."""
+    parser = search_bundle.parser_for("", _PAGE, _PAGE)
+    filters: dict[str, list[list[tuple[str, str]]]] = {}
+    for value in _values(context, "_typeFilter"):
+        for text in _FILTER_START.split(value):
+            resource_type, mark, query = text.strip().partition("?")
+            if not mark or resource_type not in types:
+                raise FhirError(400, f"_typeFilter {text!r} must be Type?query for a type being exported", "invalid",
+                                ["_typeFilter"])
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(name in _RESULT_PARAMETERS for name, _ in pairs):
+                raise FhirError(400, f"_typeFilter {text!r}: only search criteria, not result parameters", "invalid",
+                                ["_typeFilter"])
+            try:
+                parser.parse([resource_type], pairs, strict=True)
+            except FhirError as error:
+                raise FhirError(400, f"_typeFilter {text!r}: {error.issues[0].get('diagnostics', '')}", "invalid",
+                                ["_typeFilter"]) from None
+            filters.setdefault(resource_type, []).append(pairs)
+    return filters
 
 
 @operation("export", types=["Patient"], levels=("system", "type"), methods=("GET", "POST"),
@@ -215,7 +262,7 @@ def export(context: OperationContext):
     if output_format is not None and output_format not in _OUTPUT_FORMATS:
         raise FhirError(400, f"_outputFormat {output_format!r} is not supported (use {NDJSON})", "not-supported",
                         ["_outputFormat"])
-    known = {"_type", "_since", "_outputFormat"}
+    known = {"_type", "_since", "_outputFormat", "_typeFilter"}
     unknown = sorted({str(p.get("name")) for p in context.parameters.get("parameter") or []} - known)
     if unknown:
         raise FhirError(400, f"$export does not support {', '.join(unknown)}", "not-supported")
@@ -228,12 +275,13 @@ def export(context: OperationContext):
     kick_off = f"{base}/{'Patient/' if context.resource_type else ''}$export"
     if request.url.query:
         kick_off += f"?{request.url.query}"
-    job = _jobs(context).start(kick_off, _types(context, allowed), since)
+    types = _types(context, allowed)
+    job = _jobs(context).start(kick_off, types, since, _type_filters(context, types))
     status_url = f"{base}/$export-poll-status?_jobId={job.id}"
     return Response(status_code=202, headers={"Content-Location": status_url})
 
 
-@operation("export-poll-status", levels=("system",), methods=("GET", "DELETE"))
+@operation("export-poll-status", levels=("system",), methods=("GET", "DELETE"), listed=False)
 def export_status(context: OperationContext):
     _require_administrator()
     jobs, job_id = _jobs(context), _value(context, "_jobId") or ""
@@ -259,7 +307,7 @@ def export_status(context: OperationContext):
     return Response(fjson.dumps(manifest), status_code=200, media_type="application/json")
 
 
-@operation("export-file", levels=("system",), methods=("GET",))
+@operation("export-file", levels=("system",), methods=("GET",), listed=False)
 def export_file(context: OperationContext):
     _require_administrator()
     job = _jobs(context).get(_value(context, "_jobId") or "")

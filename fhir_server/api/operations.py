@@ -56,6 +56,8 @@ class Operation:
     methods: tuple[str, ...]
     affects_state: bool
     definition: dict | None = field(default=None)
+    #: False for endpoints that only serve another operation (a status URL, a file), not in the CapabilityStatement
+    listed: bool = True
 
     def applies(self, level: str, resource_type: str | None) -> bool:
         return level in self.levels and (self.types is None or resource_type is None or resource_type in self.types)
@@ -66,7 +68,7 @@ _REGISTRY: dict[str, list[Operation]] = {}
 
 def operation(name: str, *, types: list[str] | tuple[str, ...] | None = None,
               levels: tuple[str, ...] = ("type", "instance"), methods: tuple[str, ...] = ("GET", "POST"),
-              affects_state: bool = False, definition: dict | None = None):
+              affects_state: bool = False, definition: dict | None = None, listed: bool = True):
     """Register a handler for ``$name`` (handlers may be plain or async functions)."""
     unknown = set(levels) - set(LEVELS)
     if unknown:
@@ -74,7 +76,7 @@ def operation(name: str, *, types: list[str] | tuple[str, ...] | None = None,
 
     def register(handler: Callable) -> Callable:
         entry = Operation(name.lstrip("$"), handler, tuple(types) if types else None, tuple(levels),
-                          tuple(m.upper() for m in methods), affects_state, definition)
+                          tuple(m.upper() for m in methods), affects_state, definition, listed)
         _REGISTRY.setdefault(entry.name, [])
         _REGISTRY[entry.name] = [op for op in _REGISTRY[entry.name] if op.types != entry.types
                                  or op.levels != entry.levels] + [entry]

@@ -91,7 +91,9 @@ def test_a_cancelled_job_is_gone(client):
 
 def test_kick_off_refusals(client):
     assert client.get("/$export").status_code == 400  # no Prefer: respond-async
-    for query in ("_outputFormat=text/csv", "_type=Nothing", "_since=yesterday", "_typeFilter=Patient%3Factive%3Dtrue"):
+    for query in ("_outputFormat=text/csv", "_type=Nothing", "_since=yesterday", "_elements=id",
+                  "_type=Patient&_typeFilter=Observation%3Fstatus%3Dfinal", "_typeFilter=Patient%3Fnope%3D1",
+                  "_typeFilter=Patient%3F_count%3D1", "_typeFilter=active%3Dtrue"):
         assert client.get(f"/$export?{query}", headers=ASYNC).status_code == 400, query
     assert client.get("/$export-poll-status?_jobId=nope").status_code == 404
     assert client.get("/$export-file?_jobId=nope&file=Patient-1.ndjson").status_code == 404
@@ -108,3 +110,23 @@ def test_finished_jobs_are_forgotten_after_the_retention_time(client, monkeypatc
     assert client.get(first[len(BASE):]).status_code == 404
     assert not (tmp_path / "bulk-export" / job_id).exists()
     _finish(client, second)
+
+
+def test_type_filters_select_what_is_exported(client):
+    _seed(client)
+    client.put("/Patient/p0", json={"resourceType": "Patient", "id": "p0", "gender": "female"}, headers=JSON)
+    client.put("/Patient/p1", json={"resourceType": "Patient", "id": "p1", "gender": "male"}, headers=JSON)
+    filters = "Patient%3Fgender%3Dfemale,Patient%3F_id%3Dp0,p1"  # two filters OR-ed, p0 matching both once
+    kick_off = client.get(f"/$export?_type=Patient,Observation&_typeFilter={filters}", headers=ASYNC)
+    assert kick_off.status_code == 202, kick_off.text
+    found = _lines(client, _finish(client, kick_off.headers["Content-Location"]))
+    assert sorted(r["id"] for r in found["Patient"]) == ["p0", "p1"]
+    assert len(found["Observation"]) == 5  # a type without a filter is exported whole
+
+
+def test_the_capability_statement_lists_export_but_not_its_helpers(client):
+    rest = client.get("/metadata").json()["rest"][0]
+    system = {op["name"] for op in rest["operation"]}
+    assert "export" in system and not {"export-poll-status", "export-file"} & system
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert "export" in {op["name"] for op in patient["operation"]}
