@@ -45,9 +45,9 @@ def _strict(request: Request) -> bool:
 async def _run(request: Request, types: list[str], pairs, path: str, compartment=None) -> Response:
     settings = request.app.state.settings
     base = base_url(request)
-    parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
-    query = parser.parse(types, pairs, strict=_strict(request), compartment=compartment)
     store = request.app.state.store
+    parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size, store)
+    query = parser.parse(types, pairs, strict=_strict(request), compartment=compartment)
     # stored JSON bytes go into the Bundle as they are unless the response is XML or pretty-printed
     raw = response_format(request) == JSON and not is_pretty(request)
 

@@ -25,3 +25,16 @@ def find(session, resource_type: str, query_string: str) -> list:
     query.total = "none"
     query.includes = query.revincludes = ()
     return session.search(query).matches
+
+
+def stored_value_set(store, url: str) -> dict | None:
+    """The ValueSet stored here under a canonical URL (``url|version`` picks a version), or None."""
+    from urllib.parse import urlencode
+
+    from fhir_server.formats import json as fjson
+
+    canonical, _, version = url.partition("|")
+    query = urlencode([("url", canonical)] + ([("version", version)] if version else []))
+    with store.session() as session:
+        matches = find(session, "ValueSet", query)
+    return fjson.loads(matches[0].body) if matches else None

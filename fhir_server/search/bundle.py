@@ -20,8 +20,16 @@ from .registry import default_registry
 from .result import SearchResult
 
 
-def parser_for(base_url: str, default_count: int = 20, max_count: int = 1000) -> Parser:
-    return Parser(default_registry(), base_url, default_count, max_count)
+def parser_for(base_url: str, default_count: int = 20, max_count: int = 1000, store=None) -> Parser:
+    """A parser for REST searches; with ``store``, ``:in`` also finds the ValueSets stored there."""
+    value_sets = None
+    if store is not None:
+        from . import stored_value_set
+
+        def value_sets(url: str) -> dict | None:
+            return stored_value_set(store, url)
+
+    return Parser(default_registry(), base_url, default_count, max_count, value_sets)
 
 
 def _link(base_url: str, path: str, used: list, cursor: str | None, count: int) -> str:

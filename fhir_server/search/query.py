@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 from fhir_server.errors import FhirError, issue
 
@@ -349,12 +349,16 @@ def parse_reference(text: str, type_modifier: str | None, base_url: str) -> Refe
     return ReferenceValue(type_modifier, text, None)
 
 
-def _code_set(name: str, url: str) -> CodeSetValue:
-    """The value set a ``:in``/``:not-in`` names, from the terminology the server holds (the IG's value
-    sets and the base ones its profiles bind); one it cannot enumerate completely is refused."""
+def _code_set(name: str, url: str, stored: Callable[[str], dict | None] | None) -> CodeSetValue:
+    """The value set a ``:in``/``:not-in`` names: one of the IG's (or a base one its profiles bind), else one
+    stored on this server; one whose codes cannot all be listed is refused."""
     from fhir_server.terminology.registry import ig_terminology
 
-    expansion = ig_terminology().expansion(url)
+    terminology = ig_terminology()
+    expansion = terminology.expansion(url)
+    if expansion is None and stored is not None:
+        resource = stored(url)
+        expansion = terminology.expand_resource(resource) if resource is not None else None
     if expansion is None:
         raise InvalidParameter(name, f"{name}: value set {url!r} is not known to this server")
     if expansion.open_systems:
@@ -371,11 +375,14 @@ def _code_set(name: str, url: str) -> CodeSetValue:
 class Parser:
     """Turns (name, value) pairs into a SearchQuery for one or more resource types."""
 
-    def __init__(self, registry: Registry, base_url: str = "", default_count: int = 20, max_count: int = 1000):
+    def __init__(self, registry: Registry, base_url: str = "", default_count: int = 20, max_count: int = 1000,
+                 value_sets: Callable[[str], dict | None] | None = None):
         self.registry = registry
         self.base_url = base_url.rstrip("/")
         self.default_count = default_count
         self.max_count = max_count
+        #: canonical URL → a ValueSet stored on this server, for ``:in`` beyond the IG's value sets
+        self.value_sets = value_sets
 
     def condition(self, resource_type: str, name: str, raw: str):
         """The condition for one ``name=value`` occurrence on ``resource_type``."""
@@ -429,7 +436,7 @@ class Parser:
         elif modifier == "of-type":
             key = param.sub_key("of-type")
         if modifier in ("in", "not-in"):
-            values = tuple(_code_set(name, unescape(part)) for part in split_unescaped(raw, ","))
+            values = tuple(_code_set(name, unescape(part), self.value_sets) for part in split_unescaped(raw, ","))
             return Clause(param, "not" if modifier == "not-in" else None, values, key)
         values = tuple(
             parse_value(name, param, modifier, part, registry, resource_type, self.base_url)

@@ -64,3 +64,12 @@ def test_a_value_set_the_server_cannot_list_is_refused(monkeypatch):
     monkeypatch.setattr(terminology, "ig_terminology", lambda: terminology.Terminology(value_sets=[vs]))
     with pytest.raises(q.InvalidParameter, match="snomed"):
         q.Parser(default_registry()).condition("Condition", "code:in", vs["url"])
+
+
+def test_in_finds_value_sets_stored_on_the_server(conditions, client):
+    local = {"resourceType": "ValueSet", "url": "http://example.org/ValueSet/township-chronic", "version": "2",
+             "status": "active", "compose": {"include": [{"system": ICD, "concept": [{"code": "J45"}]}]}}
+    assert client.post("/ValueSet", json=local, headers=JSON).status_code == 201
+    assert _ids(conditions.get(f"/Condition?code:in={local['url']}")) == {"asthma"}
+    assert _ids(conditions.get(f"/Condition?code:in={local['url']}|2")) == {"asthma"}
+    assert conditions.get(f"/Condition?code:in={local['url']}|3").status_code == 400
