@@ -35,6 +35,8 @@ MODIFIERS = {
     "uri": ("below", "above", "missing"),
     "composite": ("missing",),
 }
+#: most codes a ``:in``/``:not-in`` value set may hold (each is a bound SQL parameter)
+MAX_CODE_SET = 10000
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
 TOTAL_MODES = ("none", "estimate", "accurate")
 
@@ -364,6 +366,9 @@ def _code_set(name: str, url: str, stored: Callable[[str], dict | None] | None) 
     if expansion.open_systems:
         raise InvalidParameter(name, f"{name}: value set {url!r} includes codes of "
                                      f"{', '.join(sorted(expansion.open_systems))} that this server cannot list")
+    if len(expansion.concepts) > MAX_CODE_SET:
+        raise InvalidParameter(name, f"{name}: value set {url!r} holds {len(expansion.concepts)} codes; "
+                                     f"at most {MAX_CODE_SET} can be searched at once")
     by_system: dict[str, list[str]] = {}
     for system, code in expansion.concepts:
         by_system.setdefault(system, []).append(code)

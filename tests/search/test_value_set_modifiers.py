@@ -73,3 +73,9 @@ def test_in_finds_value_sets_stored_on_the_server(conditions, client):
     assert _ids(conditions.get(f"/Condition?code:in={local['url']}")) == {"asthma"}
     assert _ids(conditions.get(f"/Condition?code:in={local['url']}|2")) == {"asthma"}
     assert conditions.get(f"/Condition?code:in={local['url']}|3").status_code == 400
+
+
+def test_a_value_set_too_large_to_search_is_refused(monkeypatch):
+    monkeypatch.setattr(q, "MAX_CODE_SET", 3)
+    with pytest.raises(q.InvalidParameter, match="at most 3"):
+        q.Parser(default_registry()).condition("Condition", "code:in", CHRONIC)
