@@ -1,6 +1,6 @@
-"""``Patient/[id]/$everything``: the patient's shared record in one searchset Bundle.
+"""``Patient/[id]/$everything`` (and ``Encounter/[id]/$everything``): a shared record in one searchset Bundle.
 
-The Patient, every resource in its compartment (one search over all member types, paged by
+The Patient (or Encounter), every resource in its compartment (one search over all member types, paged by
 the same cursor as any search) and, with ``_include=*``, what those resources reference
 (practitioners, organisations, medications…). Parameters: ``_since`` (only resources changed
 since), ``_type`` (which types), ``_count`` (page size); ``start``/``end`` are refused rather
@@ -39,15 +39,17 @@ def _values(context: OperationContext, name: str) -> list[str]:
 
 
 def _types(context: OperationContext) -> tuple[bool, list[str]]:
-    """(whether the patient itself is wanted, the compartment's member types to search): all without ``_type``."""
-    members = compartment_types(default_registry(), "Patient")
+    """(whether the focal resource itself is wanted, the compartment's member types to search): all without
+    ``_type``."""
+    focal = context.resource_type
+    members = [t for t in compartment_types(default_registry(), focal) if t != focal or focal == "Patient"]
     wanted = [t.strip() for value in _values(context, "_type") for t in value.split(",") if t.strip()]
     for resource_type in wanted:
         if resource_type not in RESOURCE_TYPES:
             raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
     if not wanted:
         return True, members
-    return "Patient" in wanted, [t for t in members if t in wanted]
+    return focal in wanted, [t for t in members if t in wanted]
 
 
 def _relink(bundle: dict, url: str, params: list[tuple[str, str]]) -> None:
@@ -58,6 +60,8 @@ def _relink(bundle: dict, url: str, params: list[tuple[str, str]]) -> None:
         link["url"] = f"{url}?{urlencode(pairs)}" if pairs else url
 
 
+@operation("everything", types=["Encounter"], levels=("instance",), methods=("GET", "POST"),
+           definition={"url": "http://hl7.org/fhir/OperationDefinition/Encounter-everything"})
 @operation("everything", types=["Patient"], levels=("instance",), methods=("GET", "POST"),
            definition={"url": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})
 async def everything(context: OperationContext):
@@ -68,8 +72,8 @@ async def everything(context: OperationContext):
     unknown = sorted({p.get("name") for p in context.parameters.get("parameter") or []} - set(_PARAMETERS))
     if unknown:
         raise FhirError(400, f"$everything does not take {', '.join(map(str, unknown))}", "not-supported")
-    request, patient_id = context.request, context.id
-    with_patient, members = _types(context)
+    request, focal, focal_id = context.request, context.resource_type, context.id
+    with_focal, members = _types(context)
     since = (_values(context, "_since") or [None])[0]
     if since is not None and date_range(since) is None:
         raise FhirError(400, f"$everything: _since {since!r} is not a valid instant", "invalid", ["_since"])
@@ -78,9 +82,9 @@ async def everything(context: OperationContext):
     paging = [(name, value) for name in ("_count", "_cursor") for value in _values(context, name)]
     base, settings = base_url(request), context.settings
     parser = search_bundle.parser_for(base, settings.default_page_size, settings.max_page_size)
-    # the patient and what it references, then its compartment and what that references
-    own = parser.parse(["Patient"], [("_id", patient_id), ("_include", "*"), *changed]) if with_patient else None
-    condition = whole_compartment_condition(default_registry(), "Patient", patient_id, members) if members else None
+    # the focal resource and what it references, then its compartment and what that references
+    own = parser.parse([focal], [("_id", focal_id), ("_include", "*"), *changed]) if with_focal else None
+    condition = whole_compartment_condition(default_registry(), focal, focal_id, members) if members else None
     compartment = (parser.parse(members, [("_include", "*"), *changed, *paging], strict=True, compartment=condition)
                    if condition else None)
     raw = response_format(request) == JSON and not is_pretty(request)
@@ -98,12 +102,12 @@ async def everything(context: OperationContext):
         if own_result is not None and own_result.matches:
             if "total" in bundle:
                 bundle["total"] += len(own_result.matches)
-            if cursor is None:  # the patient opens the first page; nothing appears twice
+            if cursor is None:  # the focal resource opens the first page; nothing appears twice
                 head = search_bundle.build(own, own_result, base, "", raw_bodies=raw)["entry"]
                 seen = {entry["fullUrl"] for entry in head}
                 bundle["entry"] = head + [e for e in bundle.get("entry", []) if e["fullUrl"] not in seen]
         params = [(k, v) for k in ("_since", "_type", "_count") for v in _values(context, k)]
-        _relink(bundle, f"{base}/Patient/{patient_id}/$everything", params)
+        _relink(bundle, f"{base}/{focal}/{focal_id}/$everything", params)
         return bundle
 
     return await run_in_threadpool(execute)

@@ -100,3 +100,25 @@ def test_compartment_search_over_every_type(client):
                                                f"Condition/{made['p1'][2]}"])
     assert client.get("/Patient/p1/*?_count=2").json()["total"] == 3
     assert client.get("/Basic/p1/*").status_code == 404  # not a compartment
+
+
+def test_encounter_everything(client):
+    _seed(client)
+    client.put("/Encounter/e1", json={"resourceType": "Encounter", "id": "e1", "status": "finished",
+                                      "class": {"code": "IMP"}, "subject": {"reference": "Patient/p1"}}, headers=JSON)
+    client.put("/Encounter/e2", json={"resourceType": "Encounter", "id": "e2", "status": "finished",
+                                      "class": {"code": "IMP"}, "subject": {"reference": "Patient/p1"}}, headers=JSON)
+    during = client.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "体温"},
+                                               "subject": {"reference": "Patient/p1"},
+                                               "encounter": {"reference": "Encounter/e1"}}, headers=JSON).json()["id"]
+    client.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "体温"},
+                                      "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/e2"}},
+                headers=JSON)
+    bundle = client.get("/Encounter/e1/$everything").json()
+    assert _entries(bundle, "match") == ["Encounter/e1", f"Observation/{during}"]
+    assert bundle["total"] == 2
+    assert _entries(bundle, "include") == ["Patient/p1"]
+    assert _entries(client.get("/Encounter/e1/$everything?_type=Observation").json(), "match") == [f"Observation/{during}"]
+    encounter = next(r for r in client.get("/metadata").json()["rest"][0]["resource"] if r["type"] == "Encounter")
+    assert {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Encounter-everything"} \
+        in encounter["operation"]
