@@ -1,7 +1,8 @@
 """Bulk Data export (FHIR Bulk Data Access 2.0): ``$export`` to NDJSON files, asynchronously.
 
-A regional platform pulls everything (``GET /$export``) or the patient compartments' types
-(``GET /Patient/$export``) with ``_type``, ``_since`` and ``_typeFilter`` (``Type?search``, OR-ed per
+A regional platform pulls everything (``GET /$export``), the patient compartments' types
+(``GET /Patient/$export``) or those of a cohort's patients (``GET /Group/[id]/$export``: the members'
+compartments) with ``_type``, ``_since`` and ``_typeFilter`` (``Type?search``, OR-ed per
 type), without paging through searches:
 
 1. kick-off with ``Prefer: respond-async`` → 202 and ``Content-Location`` naming the job's
@@ -149,7 +150,7 @@ class ExportJobs:
         base_pairs = [("_count", str(_PAGE)), ("_total", "none")]
         if job.since:
             base_pairs.append(("_lastUpdated", f"ge{job.since}"))
-        searches = job.filters.get(resource_type) or [[]]
+        searches = job.filters.get(resource_type, [[]])  # [] (a group without members): nothing
         seen: set[str] | None = set() if len(searches) > 1 else None  # a resource several filters match, once
         part, lines, handle = 0, 0, None
         try:
@@ -252,6 +253,39 @@ def _type_filters(context: OperationContext, types: list[str]) -> dict[str, list
     return filters
 
 
+_GROUP_CHUNK = 100  # patients per membership search (each is an OR of references)
+
+
+def _group_members(context: OperationContext) -> list[str]:
+    """The ids of the Patients a Group lists as (active) members."""
+    group = fjson.loads(context.repository.read("Group", context.id).body)
+    ids = []
+    for member in group.get("member") or []:
+        reference = str((member.get("entity") or {}).get("reference") or "")
+        resource_type, _, id = reference.rpartition("/")
+        if resource_type.rpartition("/")[2] == "Patient" and id and not member.get("inactive"):
+            ids.append(id)
+    return sorted(set(ids))
+
+
+def _membership(patients: list[str], types: list[str]) -> dict[str, list[list[tuple[str, str]]]]:
+    """Per type, searches selecting what is in the compartment of one of ``patients``."""
+    registry = default_registry()
+    chunks = [patients[i:i + _GROUP_CHUNK] for i in range(0, len(patients), _GROUP_CHUNK)]
+    searches: dict[str, list[list[tuple[str, str]]]] = {}
+    for resource_type in types:
+        codes = [code for code in registry.compartments["Patient"].get(resource_type, [])
+                 if (param := registry.get(resource_type, code)) is not None and param.type == "reference"]
+        found = searches.setdefault(resource_type, [])
+        for chunk in chunks:
+            if resource_type == "Patient":
+                found.append([("_id", ",".join(chunk))])
+            found.extend([(code, ",".join(f"Patient/{id}" for id in chunk))] for code in codes)
+    return searches
+
+
+@operation("export", types=["Group"], levels=("instance",), methods=("GET", "POST"),
+           definition={"url": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"})
 @operation("export", types=["Patient"], levels=("system", "type"), methods=("GET", "POST"),
            definition={"url": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"})
 def export(context: OperationContext):
@@ -269,14 +303,17 @@ def export(context: OperationContext):
     since = _value(context, "_since")
     if since is not None and date_range(since) is None:
         raise FhirError(400, f"_since {since!r} is not a valid instant", "invalid", ["_since"])
-    allowed = (compartment_types(default_registry(), "Patient") if context.resource_type == "Patient"
-               else sorted(RESOURCE_TYPES))
+    level = context.resource_type  # None (system), Patient, Group
+    allowed = compartment_types(default_registry(), "Patient") if level else sorted(RESOURCE_TYPES)
     request, base = context.request, base_url(context.request)
-    kick_off = f"{base}/{'Patient/' if context.resource_type else ''}$export"
-    if request.url.query:
-        kick_off += f"?{request.url.query}"
+    path = {None: "", "Patient": "Patient/", "Group": f"Group/{context.id}/"}[level]
+    kick_off = f"{base}/{path}$export" + (f"?{request.url.query}" if request.url.query else "")
     types = _types(context, allowed)
-    job = _jobs(context).start(kick_off, types, since, _type_filters(context, types))
+    filters = _type_filters(context, types)
+    if level == "Group":  # membership AND each filter of the type
+        membership = _membership(_group_members(context), types)
+        filters = {t: [m + f for m in membership[t] for f in filters.get(t, [[]])] for t in types}
+    job = _jobs(context).start(kick_off, types, since, filters)
     status_url = f"{base}/$export-poll-status?_jobId={job.id}"
     return Response(status_code=202, headers={"Content-Location": status_url})
 

@@ -130,3 +130,31 @@ def test_the_capability_statement_lists_export_but_not_its_helpers(client):
     assert "export" in system and not {"export-poll-status", "export-file"} & system
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     assert "export" in {op["name"] for op in patient["operation"]}
+
+
+def test_group_export_covers_the_members_compartments(client, monkeypatch):
+    monkeypatch.setattr(bulk_export, "_GROUP_CHUNK", 1)  # several membership searches, merged without repeats
+    _seed(client)
+    client.put("/Practitioner/dr1", json={"resourceType": "Practitioner", "id": "dr1"}, headers=JSON)
+    client.post("/Observation", json={"resourceType": "Observation", "status": "preliminary", "code": {"text": "x"},
+                                      "subject": {"reference": "Patient/p0"}, "performer": [{"reference": "Patient/p1"}]},
+                headers=JSON)
+    members = [{"entity": {"reference": "Patient/p0"}}, {"entity": {"reference": f"{BASE}/Patient/p1"}},
+               {"entity": {"reference": "Patient/p2"}, "inactive": True}, {"entity": {"reference": "Practitioner/dr1"}}]
+    client.put("/Group/g1", json={"resourceType": "Group", "id": "g1", "type": "person", "actual": True,
+                                  "member": members}, headers=JSON)
+    client.put("/Group/empty", json={"resourceType": "Group", "id": "empty", "type": "person", "actual": True},
+               headers=JSON)
+    kick_off = client.get("/Group/g1/$export?_type=Patient,Observation", headers=ASYNC)
+    assert kick_off.status_code == 202, kick_off.text
+    manifest = _finish(client, kick_off.headers["Content-Location"])
+    assert manifest["request"] == f"{BASE}/Group/g1/$export?_type=Patient,Observation"
+    found = _lines(client, manifest)
+    assert sorted(r["id"] for r in found["Patient"]) == ["p0", "p1"]
+    subjects = sorted(r["subject"]["reference"] for r in found["Observation"])
+    assert subjects == ["Patient/p0", "Patient/p0", "Patient/p1"]  # the shared one once
+    final = client.get("/Group/g1/$export?_type=Observation&_typeFilter=Observation%3Fstatus%3Dfinal", headers=ASYNC)
+    assert len(_lines(client, _finish(client, final.headers["Content-Location"]))["Observation"]) == 2
+    nobody = client.get("/Group/empty/$export", headers=ASYNC)
+    assert _finish(client, nobody.headers["Content-Location"])["output"] == []
+    assert client.get("/Group/none/$export", headers=ASYNC).status_code == 404
