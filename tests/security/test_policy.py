@@ -196,6 +196,17 @@ def test_multi_type_search_by_members_is_refused(auth_client, tokens, consortium
     assert auth_client.get(f"/?_type={SR},Task", headers=tokens.headers("platform")).status_code == 200
 
 
+def test_system_search_naming_no_type_does_not_leak(auth_client, tokens, consortium):
+    # without _type a system search covers every type: a member may not run it unfiltered
+    assert auth_client.get("/?_id=sr1", headers=tokens.headers("hosp-d")).status_code == 403
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "?_id=sr1"}}]}
+    answer = auth_client.post("/", json=batch, headers=tokens.headers("hosp-d"))
+    assert answer.json()["entry"][0]["response"]["status"] in ("400", "403")  # refused, whichever check first
+    narrow = auth_client.get("/?_id=t1", headers=tokens.headers("reader-a"))  # scopes cover two types only
+    assert narrow.status_code == 403
+    assert _ids(auth_client.get("/?_id=sr1", headers=tokens.headers("platform"))) == {f"{SR}/sr1"}
+
+
 def test_audit_events_are_for_administrators_only(auth_client, auth_app, tokens, consortium):
     assert auth_client.get("/AuditEvent", headers=tokens.headers("hosp-a")).status_code == 403
     auth_app.state.audit.flush()
