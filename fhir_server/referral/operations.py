@@ -3,7 +3,8 @@
 - ``Task/$overdue``: the unanswered referrals past their response deadline (a worklist Bundle);
 - ``ServiceRequest/[id]/$insurance-estimate``: deductible and reimbursement for a referral chain;
 - ``$referral-statistics``: referral volumes, acceptance, response time, reserved-slot use and
-  base-level visit share, as Parameters with a MeasureReport;
+  base-level visit share, as Parameters with a MeasureReport (a consortium member gets its own
+  organisation's);
 - ``Schedule/$slot-usage``: reserved vs used slots per schedule and day.
 """
 
@@ -14,6 +15,8 @@ from decimal import Decimal
 
 from fhir_server.api.operations import OperationContext, operation
 from fhir_server.errors import FhirError
+from fhir_server.security.context import current_caller, current_guard
+from fhir_server.security.policy import visible_ids
 
 from . import services
 from .definitions import definition
@@ -45,6 +48,12 @@ def overdue(ctx: OperationContext) -> dict:
     owner = ctx.param("owner")
     with ctx.repository.store.session() as session:
         found = overdue_tasks(session, referral.rule_book, _now(ctx), owner)
+        # the worklist is computed over every Task; a member sees only those the access policy shows it
+        caller, guard = current_caller(), current_guard()
+        if caller is not None and guard is not None:
+            shown = visible_ids(guard.policy, getattr(session, "inner", session), caller, "Task",
+                                [task["id"] for task, _ in found])
+            found = [(task, deadline) for task, deadline in found if task["id"] in shown]
     base = _base(ctx)
     return {
         "resourceType": "Bundle",
@@ -93,6 +102,11 @@ def referral_statistics(ctx: OperationContext) -> dict:
     organization = ctx.param("organization")
     if isinstance(organization, dict):
         organization = organization.get("reference")
+    caller = current_caller()
+    if caller is not None and not caller.admin:  # a member reports on its own organisation only
+        if organization not in (None, caller.organization):
+            raise FhirError(403, "consortium members get the statistics of their own organisation only", "forbidden")
+        organization = caller.organization
     with ctx.repository.store.session() as session:
         return compute(session, services(ctx.repository).rule_book, start, end, organization)
 

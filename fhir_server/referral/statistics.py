@@ -3,7 +3,8 @@ median response time, reserved-slot use, base-level and county-internal visit sh
 admissions and improper up-referrals — as Parameters and as a MeasureReport (one group per indicator).
 
 Figures are computed from the current resources and the Task histories in one read session;
-a period restricts referrals by ``authoredOn`` and visits by ``Encounter.period.start``.
+a period restricts referrals by ``authoredOn`` and visits by ``Encounter.period.start``; an
+organisation restricts them to the referrals it made or received and the visits it provided.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def referral_statistics(session, rule_book: RuleBook, start: datetime | None = N
 
     encounters = [e for e in facts.query("Encounter", "")
                   if _within((e.get("period") or {}).get("start") or (e.get("meta") or {}).get("lastUpdated"),
-                             start, end)]
+                             start, end)
+                  and (not organization or facts.organization_ref(e.get("serviceProvider")) == organization)]
     base_max = rule_set.param("tiers", "baseMax", default=2)
     ctx = Context(facts, "Encounter", {}, None, rule_set)
     base_visits = county_internal = 0

@@ -120,6 +120,34 @@ def test_bulk_export_is_for_administrators(auth_client, tokens, consortium):
     assert auth_client.get(status).status_code == 401
 
 
+def test_overdue_worklist_shows_only_visible_tasks(auth_client, tokens, consortium):
+    admin = tokens.headers("platform")
+    for task_id in ("t1", "t2"):
+        task = auth_client.get(f"/Task/{task_id}", headers=admin).json()
+        task["authoredOn"] = "2020-01-01T00:00:00Z"
+        assert auth_client.put(f"/Task/{task_id}", json=task, headers=admin).status_code == 200
+
+    def overdue(client_id):
+        response = auth_client.get("/Task/$overdue?now=2099-01-01T00:00:00Z", headers=tokens.headers(client_id))
+        assert response.status_code == 200, response.text
+        return {e["resource"]["id"] for e in response.json().get("entry", [])}
+
+    assert overdue("platform") == {"t1", "t2"}
+    assert overdue("hosp-b") == {"t1"}
+    assert overdue("hosp-d") == {"t2"}
+
+
+def test_members_get_statistics_of_their_own_organisation(auth_client, tokens, consortium):
+    other = auth_client.get("/$referral-statistics?organization=Organization/org-a", headers=tokens.headers("hosp-d"))
+    assert other.status_code == 403
+    own = auth_client.get("/$referral-statistics", headers=tokens.headers("hosp-d"))
+    assert own.status_code == 200
+    report = next(p["resource"] for p in own.json()["parameter"] if "resource" in p)
+    assert report["reporter"] == {"reference": "Organization/org-d"}
+    everything = auth_client.get("/$referral-statistics", headers=tokens.headers("platform")).json()
+    assert "reporter" not in next(p["resource"] for p in everything["parameter"] if "resource" in p)
+
+
 def _own_task_pointing_at_sr1(auth_client, tokens) -> str:
     """org-d makes its own Task naming sr1 (it may reference what it cannot see)."""
     task = {"resourceType": "Task", "status": "requested", "intent": "order",
