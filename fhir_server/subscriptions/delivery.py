@@ -9,9 +9,9 @@ records every attempt as an ``AuditEvent`` (the delivery log, searchable by
 Payloads never carry more than asked for, and by default less: no ``channel.payload`` → an empty
 POST (R4 "notification only"); a payload mime type → a ``history`` Bundle naming the changed
 resource (``id-only``); the resource body itself only when the Subscription asks for
-``full-resource`` (backport payload-content extension) and the subscriber may read it (with access
-control on, the organisation that created the Subscription, checked against the access policy;
-otherwise the notification falls back to id-only).
+``full-resource`` (backport payload-content extension). With access control on, a subscriber (the
+organisation that created the Subscription) is notified only of resources the access policy lets it
+read, so no notification tells it that another organisation's resource exists or changed.
 """
 
 from __future__ import annotations
@@ -261,9 +261,14 @@ class Notifier:
                 except FhirError:
                     continue
                 for record in records:
-                    if crit.matches(session, resource_type, pairs, record):
-                        self._push(_Job(time.monotonic(), next(self._seq), "deliver", subscription=subscription,
-                                        record=record))
+                    if not crit.matches(session, resource_type, pairs, record):
+                        continue
+                    # a subscriber hears only of resources it may read: even a notification naming one
+                    # would tell another organisation that the resource exists and changed
+                    if not record.deleted and not self.may_see(subscription, fjson.loads(record.body)):
+                        continue
+                    self._push(_Job(time.monotonic(), next(self._seq), "deliver", subscription=subscription,
+                                    record=record))
 
     def _notification(self, subscription: dict, record) -> tuple[bytes, dict]:
         channel = subscription.get("channel") or {}
