@@ -89,6 +89,10 @@ def insurance_estimate(ctx: OperationContext) -> dict:
     coverage = ctx.param("coverage")
     if isinstance(coverage, dict):
         coverage = coverage.get("reference")
+    guard = current_guard()
+    if coverage and guard is not None:  # a Coverage named by the caller must be one it may read (else 404)
+        resource_type, _, id = str(coverage).rpartition("/")
+        guard.check_read(resource_type.rpartition("/")[2] or "Coverage", id)
     with ctx.repository.store.session() as session:
         return estimate(session, services(ctx.repository).rule_book, ctx.id, coverage, setting)
 

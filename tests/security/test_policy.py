@@ -148,6 +148,17 @@ def test_members_get_statistics_of_their_own_organisation(auth_client, tokens, c
     assert "reporter" not in next(p["resource"] for p in everything["parameter"] if "resource" in p)
 
 
+def test_insurance_estimate_takes_only_a_coverage_the_caller_may_read(auth_client, tokens, consortium):
+    admin = tokens.headers("platform")
+    for cid, patient in (("cov1", "p1"), ("cov2", "p2")):
+        coverage = {"resourceType": "Coverage", "id": cid, "status": "active",
+                    "beneficiary": {"reference": f"Patient/{patient}"}, "payor": [{"reference": "Organization/org-a"}]}
+        assert auth_client.put(f"/Coverage/{cid}", json=coverage, headers=admin).status_code == 201
+    url = f"/{SR}/sr1/$insurance-estimate?coverage=Coverage/"
+    assert auth_client.get(url + "cov2", headers=tokens.headers("hosp-a")).status_code == 404
+    assert auth_client.get(url + "cov1", headers=tokens.headers("hosp-a")).status_code != 404
+
+
 def _own_task_pointing_at_sr1(auth_client, tokens) -> str:
     """org-d makes its own Task naming sr1 (it may reference what it cannot see)."""
     task = {"resourceType": "Task", "status": "requested", "intent": "order",
