@@ -172,8 +172,7 @@ class ExportJobs:
                                 self._finish_file(job, resource_type, part, lines)
                             part, lines = part + 1, 0
                             handle = open(job.directory / f"{resource_type}-{part}.ndjson", "wb")
-                        body = record.body
-                        handle.write(body if isinstance(body, bytes) else body.encode("utf-8"))
+                        handle.write(record.body)
                         handle.write(b"\n")
                         lines += 1
                         job.exported += 1
@@ -207,21 +206,14 @@ def _require_administrator() -> None:
         raise FhirError(403, "bulk export is available to platform administrators only", "forbidden")
 
 
-def _values(context: OperationContext, name: str) -> list[str]:
-    return [str(v) for p in context.parameters.get("parameter") or [] if p.get("name") == name
-            for k, v in p.items() if k.startswith("value")]
-
-
 def _value(context: OperationContext, name: str) -> str | None:
-    value = context.param(name)
-    return None if value is None else str(value)
+    values = context.values(name)
+    return values[0] if values else None
 
 
 def _types(context: OperationContext, allowed: list[str]) -> list[str]:
-    raw = [t.strip() for value in _values(context, "_type") for t in value.split(",") if t.strip()]
+    raw = search_bundle.named_types(context.values("_type"))
     for resource_type in raw:
-        if resource_type not in RESOURCE_TYPES:
-            raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
         if resource_type not in allowed:
             raise FhirError(400, f"_type: {resource_type} is not exported at this level", "invalid", ["_type"])
     return sorted(set(raw)) if raw else allowed
@@ -234,7 +226,7 @@ def _type_filters(context: OperationContext, types: list[str]) -> dict[str, list
     """``_typeFilter=Type?query`` (repeated, or comma-separated): searches selecting what is exported of a type."""
     parser = search_bundle.parser_for("", _PAGE, _PAGE)
     filters: dict[str, list[list[tuple[str, str]]]] = {}
-    for value in _values(context, "_typeFilter"):
+    for value in context.values("_typeFilter"):
         for text in _FILTER_START.split(value):
             resource_type, mark, query = text.strip().partition("?")
             if not mark or resource_type not in types:

@@ -46,6 +46,11 @@ class OperationContext:
                 return parameter.get("part", default)
         return default
 
+    def values(self, name: str) -> list[str]:
+        """Every value (valueX, as text) of the parameters called ``name``, in order."""
+        return [str(value) for parameter in self.parameters.get("parameter") or [] if parameter.get("name") == name
+                for key, value in parameter.items() if key.startswith("value")]
+
 
 @dataclass
 class Operation:

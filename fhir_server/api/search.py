@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import FhirError
-from ..resource_types import RESOURCE_TYPES
 from ..search import bundle as search_bundle
 from ..search.query import compartment_condition, compartment_types, whole_compartment_condition
 from ..search.registry import default_registry
@@ -66,11 +65,7 @@ async def search_type(request: Request, resource_type: str) -> Response:
 
 async def search_system(request: Request) -> Response:
     pairs = await _pairs(request)
-    types = search_bundle.system_types(pairs)
-    for resource_type in types:
-        if resource_type not in RESOURCE_TYPES:
-            raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
-    return await _run(request, types, pairs, "")
+    return await _run(request, search_bundle.system_types(pairs), pairs, "")
 
 
 async def search_compartment(request: Request, compartment_type: str, compartment_id: str,

@@ -19,6 +19,7 @@ from fhir_server.mapping.convert import Converter, MappingConfig
 from fhir_server.mapping.errors import MappingError
 from fhir_server.mapping.ingest import Ingestor
 
+
 def ingestor_for(ctx: OperationContext) -> Ingestor:
     """One Ingestor per app (its lock serialises duplicate checks); created on first use."""
     return app_state(ctx, "mapping_ingestor",

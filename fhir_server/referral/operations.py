@@ -20,6 +20,7 @@ from fhir_server.security.policy import visible_ids
 
 from . import services
 from .definitions import definition
+from .facts import local_reference
 from . import vocabulary as v
 from .rules import parse_instant
 
@@ -89,10 +90,9 @@ def insurance_estimate(ctx: OperationContext) -> dict:
     coverage = ctx.param("coverage")
     if isinstance(coverage, dict):
         coverage = coverage.get("reference")
-    guard = current_guard()
-    if coverage and guard is not None:  # a Coverage named by the caller must be one it may read (else 404)
-        resource_type, _, id = str(coverage).rpartition("/")
-        guard.check_read(resource_type.rpartition("/")[2] or "Coverage", id)
+    named, guard = local_reference(coverage), current_guard()
+    if named and guard is not None:  # a Coverage named by the caller must be one it may read (else 404)
+        guard.check_read(*named.split("/", 1))
     with ctx.repository.store.session() as session:
         return estimate(session, services(ctx.repository).rule_book, ctx.id, coverage, setting)
 

@@ -7,12 +7,15 @@ and carry the backend's opaque ``_cursor``, so ``next``/``prev`` stay valid whil
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Iterable
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from fhir_server.errors import operation_outcome
+from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.formats import json as fjson
+from fhir_server.resource_types import RESOURCE_TYPES
 
 from . import shaping
 from .query import Parser, SearchQuery
@@ -22,13 +25,9 @@ from .result import SearchResult
 
 def parser_for(base_url: str, default_count: int = 20, max_count: int = 1000, store=None) -> Parser:
     """A parser for REST searches; with ``store``, ``:in`` also finds the ValueSets stored there."""
-    value_sets = None
-    if store is not None:
-        from . import stored_value_set
+    from . import stored_value_set
 
-        def value_sets(url: str) -> dict | None:
-            return stored_value_set(store, url)
-
+    value_sets = partial(stored_value_set, store) if store is not None else None
     return Parser(default_registry(), base_url, default_count, max_count, value_sets)
 
 
@@ -40,19 +39,21 @@ def _link(base_url: str, path: str, used: list, cursor: str | None, count: int) 
     return f"{url}?{urlencode(pairs)}" if pairs else url
 
 
-def build(query: SearchQuery, result: SearchResult, base_url: str, path: str, raw_bodies: bool = False) -> dict:
-    """The searchset Bundle. ``raw_bodies`` embeds stored JSON bytes as they are (JSON responses only)."""
+def build(query: SearchQuery, result: SearchResult, base_url: str, path: str, raw_bodies: bool = False,
+          link_pairs: list | None = None) -> dict:
+    """The searchset Bundle. ``raw_bodies`` embeds stored JSON bytes as they are (JSON responses only);
+    ``link_pairs`` replace the applied parameters in the links (an operation repeating its own)."""
     bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         bundle["total"] = result.total
-    links = [{"relation": "self", "url": _link(base_url, path, query.used, query.cursor, query.count)}]
+    used = query.used if link_pairs is None else link_pairs
+    links = [{"relation": "self", "url": _link(base_url, path, used, query.cursor, query.count)}]
     if result.next_cursor or result.prev_cursor:
-        links.append({"relation": "first", "url": _link(base_url, path, query.used, None, query.count)})
+        links.append({"relation": "first", "url": _link(base_url, path, used, None, query.count)})
     if result.next_cursor:
-        links.append({"relation": "next", "url": _link(base_url, path, query.used, result.next_cursor, query.count)})
+        links.append({"relation": "next", "url": _link(base_url, path, used, result.next_cursor, query.count)})
     if result.prev_cursor:
-        links.append({"relation": "previous", "url": _link(base_url, path, query.used, result.prev_cursor,
-                                                           query.count)})
+        links.append({"relation": "previous", "url": _link(base_url, path, used, result.prev_cursor, query.count)})
     bundle["link"] = links
     entries = []
     if query.summary != "count":
@@ -82,10 +83,15 @@ def search_bundle(session, resource_type: str, query_string: str, base_url: str)
     return build(query, session.search(query), base_url.rstrip("/"), resource_type)
 
 
+def named_types(values: Iterable[str]) -> list[str]:
+    """The resource types ``_type`` values name (comma lists, repeatable); an unknown one is a 400."""
+    types = [t.strip() for value in values for t in value.split(",") if t.strip()]
+    for resource_type in types:
+        if resource_type not in RESOURCE_TYPES:
+            raise FhirError(400, f"_type: unknown resource type '{resource_type}'", "invalid", ["_type"])
+    return types
+
+
 def system_types(pairs) -> list[str]:
     """The types a system search covers: ``_type`` (comma list, repeatable), else all (empty list)."""
-    types: list[str] = []
-    for name, value in pairs:
-        if name == "_type":
-            types += [t.strip() for t in value.split(",") if t.strip()]
-    return types
+    return named_types(value for name, value in pairs if name == "_type")

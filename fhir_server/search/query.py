@@ -224,6 +224,15 @@ class SearchQuery:
     #: most results the backend may return (None: paging applies)
     limit_all: int | None = None
 
+    @property
+    def covered_types(self) -> tuple[str, ...]:
+        """The types the search looks at: those named, or every type when none is (``GET /?…``)."""
+        if self.resource_types:
+            return self.resource_types
+        from fhir_server.resource_types import RESOURCE_TYPES
+
+        return tuple(sorted(RESOURCE_TYPES))
+
 
 # --- value parsing ------------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ from typing import Iterator
 from ..errors import FhirError
 from .context import current_caller
 from ..repository import valid_id
-from ..resource_types import RESOURCE_TYPES
 from .policy import Policy, quick_visible, restrict_query, visible_ids
 
 _LETTER_WORD = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
@@ -99,7 +98,7 @@ class GuardedSession:
         caller = current_caller()
         if caller is None:
             return self.inner.search(query)
-        for resource_type in query.resource_types or RESOURCE_TYPES:  # no type named: every type
+        for resource_type in query.covered_types:
             if not caller.can("s", resource_type):
                 raise forbidden_scope("s", resource_type)
         policy = self.guard.policy

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from ..errors import FhirError
 from ..repository import valid_id
-from ..resource_types import RESOURCE_TYPES
 from .context import Caller
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.json")
@@ -289,15 +288,11 @@ def _clause_holds(clause, rows) -> bool:
     return any(key == clause.key and (ttype, tid) in wanted for key, ttype, tid, *_ in rows)
 
 
-#: what a search naming no type (``GET /?…`` without ``_type``) covers
-_ALL_TYPES = tuple(sorted(RESOURCE_TYPES))
-
-
 def restrict_query(policy: Policy, caller: Caller | None, query) -> None:
     """AND the caller's restrictions into a parsed search, including inside chains and ``_has``."""
     if caller is None or caller.admin:
         return
-    types = query.resource_types or _ALL_TYPES  # a system search without _type covers every type
+    types = query.covered_types
     restricted = [t for t in types if policy.is_restricted(caller, t)]
     if len(types) != 1 and restricted:
         raise FhirError(403, "searching several resource types at once is not available to consortium members "

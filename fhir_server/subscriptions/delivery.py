@@ -77,7 +77,7 @@ class Notifier:
         extra = repository.settings.extra or {}
         self.retry_delays: tuple[float, ...] = tuple(extra.get("subscription_retry_delays", DEFAULT_RETRY_DELAYS))
         self.base_url = repository.settings.base_url.rstrip("/")
-        #: (subscription, resource) -> may the subscriber see this resource in full?
+        #: (subscription, resource) -> may the subscriber hear of this resource?
         self.may_see: Callable[[dict, dict], bool] = self._may_see
         #: the latest attempts, newest last (the durable log is the AuditEvents)
         self.recent: deque = deque(maxlen=1000)
@@ -261,14 +261,9 @@ class Notifier:
                 except FhirError:
                     continue
                 for record in records:
-                    if not crit.matches(session, resource_type, pairs, record):
-                        continue
-                    # a subscriber hears only of resources it may read: even a notification naming one
-                    # would tell another organisation that the resource exists and changed
-                    if not record.deleted and not self.may_see(subscription, fjson.loads(record.body)):
-                        continue
-                    self._push(_Job(time.monotonic(), next(self._seq), "deliver", subscription=subscription,
-                                    record=record))
+                    if crit.matches(session, resource_type, pairs, record):
+                        self._push(_Job(time.monotonic(), next(self._seq), "deliver", subscription=subscription,
+                                        record=record))
 
     def _notification(self, subscription: dict, record) -> tuple[bytes, dict]:
         channel = subscription.get("channel") or {}
@@ -286,10 +281,8 @@ class Notifier:
                        "request": {"method": "POST" if record.version == 1 else "PUT", "url": ref},
                        "response": {"status": "201" if record.version == 1 else "200",
                                     "etag": f'W/"{record.version}"', "lastModified": record.last_updated}}
-        if content == "full-resource":
-            resource = fjson.loads(record.body)
-            if self.may_see(subscription, resource):
-                entry["resource"] = resource
+        if content == "full-resource":  # _deliver sends only what the subscriber may read
+            entry["resource"] = fjson.loads(record.body)
         bundle = {"resourceType": "Bundle", "type": "history", "timestamp": record.last_updated,
                   "meta": {"tag": [{"system": "http://hl7.org/fhir/subscription", "code": subscription.get("id", "")}]},
                   "entry": [entry]}
@@ -297,6 +290,10 @@ class Notifier:
 
     def _deliver(self, job: _Job) -> None:
         subscription, record = job.subscription, job.record
+        # a subscriber hears only of resources it may read (checked at each attempt, so a revoked consent
+        # stops retries too): even a notification naming one would tell another organisation that it exists
+        if not record.deleted and not self.may_see(subscription, fjson.loads(record.body)):
+            return
         body, headers = self._notification(subscription, record)
         request = urllib.request.Request(subscription["channel"]["endpoint"], data=body, method="POST",
                                          headers=headers)
