@@ -10,11 +10,11 @@ A batch runs each entry in its own session and reports each outcome separately.
 from __future__ import annotations
 
 import base64
-import uuid
 from typing import TYPE_CHECKING
 
 from .errors import FhirError, issue, operation_outcome
 from .formats import json as fjson
+from .repository import new_id
 from .resource_types import RESOURCE_TYPES
 from .store.base import StoredResource
 
@@ -143,7 +143,7 @@ def _decide_targets(repo: "Repository", session, entries: list[_Entry]) -> dict[
             matches = repo.find(session, resource_type, if_none_exist) if if_none_exist else []
             if len(matches) > 1:
                 raise FhirError(412, f"{entry.where}: ifNoneExist matched {len(matches)} resources", "duplicate")
-            entry.target = (resource_type, matches[0].id if matches else str(uuid.uuid4()))
+            entry.target = (resource_type, matches[0].id if matches else new_id())
             entry.matched = matches[0] if matches else None
             if if_none_exist:
                 conditional[f"{resource_type}?{if_none_exist}"] = entry.target[1]
@@ -157,7 +157,7 @@ def _decide_targets(repo: "Repository", session, entries: list[_Entry]) -> dict[
                 entry.target = (resource_type, matches[0].id)
             elif entry.method == "PUT":
                 body_id = entry.resource.get("id") if isinstance(entry.resource, dict) else None
-                entry.target = (resource_type, body_id or str(uuid.uuid4()))
+                entry.target = (resource_type, body_id or new_id())
             conditional[entry.url] = entry.target[1] if entry.target else ""
         elif entry.method in ("PUT", "PATCH", "DELETE"):
             if len(parts) != 2:

