@@ -111,11 +111,11 @@ def _patch_document(entry: _Entry) -> object:
 
 
 def _read_entry(repo: "Repository", session, entry: _Entry, base_url: str) -> dict:
-    from .security.guarded_store import check_bundle_read
+    from .security.guarded_store import check_client_read
 
     parts = _split_path(entry)
     if parts and parts[0] in RESOURCE_TYPES:  # scopes and access policy, as for the REST read or search
-        check_bundle_read(session, parts[0], parts[1] if len(parts) in (2, 4) else None)
+        check_client_read(session, parts[0], parts[1] if len(parts) in (2, 4) else None)
     if len(parts) == 2 and not entry.query:
         record = repo.read_in(session, parts[0], parts[1])
         return _response(200, record, fjson.loads(record.body))

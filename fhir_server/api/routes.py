@@ -16,6 +16,7 @@ from ..errors import FhirError, operation_outcome
 from ..formats import json as fjson
 from ..repository import Repository, WriteResult, check_type, resource_issue_summary, version_from_etag
 from ..resource_types import RESOURCE_TYPES
+from ..security.guarded_store import check_client_read
 from . import history, operations
 from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, http_date, not_modified, parse_resource,
                           prefer, read_body, render, render_stored)
@@ -157,7 +158,9 @@ async def instance_level(request: Request) -> Response:
     check_type(resource_type)
     repo, id, method = _repo(request), second, request.method
     if method in ("GET", "HEAD"):
-        record = repo.read(resource_type, id)
+        with repo.store.session() as session:
+            check_client_read(session, resource_type, id)
+            record = repo.read_in(session, resource_type, id)
         return _stored_version(request, record)
     if method == "PUT":
         resource = await _resource_body(request)
@@ -203,6 +206,7 @@ async def vread(request: Request, resource_type: str, id: str, version: str) -> 
         raise _not_allowed(request.method, f"/{resource_type}/{id}/_history/{version}")
     repo = _repo(request)
     with repo.store.session() as session:
+        check_client_read(session, resource_type, id)
         record = repo.vread_in(session, resource_type, id, version)
     return _stored_version(request, record)
 

@@ -238,11 +238,18 @@ class Extractor:
             else:
                 self.plain.append((param, walker))
         self.reference_params = [(param, walker) for param, walker in self.plain if param.type == "reference"]
+        self._reference_subsets: dict[frozenset | None, list] = {None: self.reference_params}
 
-    def references(self, resource: dict) -> list[tuple]:
-        """The plain reference parameters' rows (as ``rows(...)["reference"]`` has them), for access checks."""
-        rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-        _add_plain(rows, self.reference_params, resource)
+    def references(self, resource: dict, keys: frozenset | None = None) -> list[tuple]:
+        """The plain reference parameters' rows (as ``rows(...)["reference"]`` has them), for access checks;
+        ``keys`` limits them to those parameters (an access rule names two or three of a type's dozen)."""
+        params = self._reference_subsets.get(keys)
+        if params is None:
+            params = [(p, w) for p, w in self.reference_params if p.key in keys]
+            if len(self._reference_subsets) < 256:
+                self._reference_subsets[keys] = params
+        rows: dict[str, list[tuple]] = {"reference": [], "token": []}  # a logical reference adds a token row
+        _add_plain(rows, params, resource)
         return rows["reference"]
 
     def rows(self, id: str, resource: dict, last_updated: str | None) -> dict[str, list[tuple]]:
@@ -277,5 +284,5 @@ class Extraction:
     def rows(self, resource_type: str, id: str, resource: dict, last_updated: str | None = None) -> dict:
         return self.extractor(resource_type).rows(id, resource, last_updated)
 
-    def references(self, resource_type: str, resource: dict) -> list[tuple]:
-        return self.extractor(resource_type).references(resource)
+    def references(self, resource_type: str, resource: dict, keys: frozenset | None = None) -> list[tuple]:
+        return self.extractor(resource_type).references(resource, keys)

@@ -10,9 +10,10 @@ referral workflow — meets the same checks:
   version is writable by the caller, and — after writing, inside the same transaction —
   that the new version still is (a member cannot hand a referral to two other members).
 
-Reads by id are checked where the client asks for them (the middleware and Bundle GET
-entries, :func:`check_read`), because the repository also reads internally (an update
-reads the current version) and those reads must not need a read scope.
+Reads by id are checked where the client asks for them (the read and vread routes and Bundle
+GET entries through :func:`check_client_read`, the middleware for instance history and
+operations), because the repository also reads internally (an update reads the current
+version) and those reads must not need a read scope.
 With no caller in context (auth off, start-up, the audit writer) everything passes through.
 """
 
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..errors import FhirError
-from .context import current_caller
+from .context import current_caller, current_guard
 from ..repository import valid_id
 from .policy import Policy, quick_visible, restrict_query, visible_ids
 
@@ -61,6 +62,8 @@ class Guard:
             return
         inner = getattr(session, "inner", session)
         current = inner.read(resource_type, id) if valid_id(id) else None
+        if isinstance(session, GuardedSession):
+            session.checked = current  # the read that follows the check takes this record
         if current is None or current.deleted:
             if existing_only:
                 return
@@ -76,16 +79,21 @@ class Guard:
 
 
 class GuardedSession:
-    __slots__ = ("inner", "guard")
+    __slots__ = ("inner", "guard", "checked")
 
     def __init__(self, inner, guard: Guard):
         self.inner = inner
         self.guard = guard
+        #: the current version a read check just read (same transaction): the client's read takes it once
+        self.checked = None
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def read(self, resource_type, id):
+        checked, self.checked = self.checked, None
+        if checked is not None and checked.id == id and checked.resource_type == resource_type:
+            return checked
         return self.inner.read(resource_type, id)
 
     def vread(self, resource_type, id, version):
@@ -117,6 +125,7 @@ class GuardedSession:
         return result
 
     def write(self, record, resource, expected_version):
+        self.checked = None
         caller = current_caller()
         if caller is None:
             return self.inner.write(record, resource, expected_version)
@@ -141,7 +150,8 @@ class GuardedSession:
                     raise FhirError(403, f"{caller.organization} may read but not change {resource_type}/{id}",
                                     "forbidden")
         self.inner.write(record, resource, expected_version)
-        if not caller.admin and not record.deleted and not quick_visible(policy, self.inner, caller, record, "write"):
+        if not caller.admin and not record.deleted and not quick_visible(policy, self.inner, caller, record, "write",
+                                                                         resource):
             if id not in visible_ids(policy, self.inner, caller, resource_type, [id], mode="write"):
                 raise FhirError(403, f"the access policy does not let {caller.organization} write this "
                                      f"{resource_type}: it must name the organisation as a party (e.g. requester, "
@@ -170,17 +180,16 @@ class GuardedStore:
         self.inner.close()
 
 
-def check_bundle_read(session, resource_type: str, id: str | None) -> None:
-    """Bundle GET entries: a read by id is checked like a REST read; searches need the search scope."""
+def check_client_read(session, resource_type: str, id: str | None) -> None:
+    """A client's read by id (REST read and vread, Bundle GET entries): the read scope and the access policy,
+    404 when hidden, checked in the session that then reads; ``id`` None (a Bundle search entry): the search
+    scope."""
     caller = current_caller()
-    if caller is None:
+    guard = getattr(session, "guard", None) or current_guard()
+    if caller is None or guard is None:  # no caller, or authentication is off
         return
-    guard = getattr(session, "guard", None)
     if id is None:
         if not caller.can("s", resource_type):
             raise forbidden_scope("s", resource_type)
         return
-    if guard is not None:
-        guard.check_read_in(session, resource_type, id)
-    elif not caller.can("r", resource_type):
-        raise forbidden_scope("r", resource_type)
+    guard.check_read_in(session, resource_type, id)

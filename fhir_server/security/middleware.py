@@ -8,7 +8,9 @@ One pure-ASGI middleware in front of the FHIR routes (cheaper than ``BaseHTTPMid
    the token and puts the caller on ``request.state.caller`` and in the context variable;
 3. classifies the request into a FHIR interaction from method and path (the same shapes
    ``fhir_server.api.routes`` dispatches on) and checks the SMART scope letter it needs,
-   administrator-only types, and — for reads by id — the access policy (404 when hidden);
+   administrator-only types, and — for instance history, instance operations and writes by
+   id — the access policy (404 when hidden; reads and vreads check it in the session that
+   reads, :func:`~fhir_server.security.guarded_store.check_client_read`);
 4. records one audit entry per request, including refusals, after the response is sent.
 
 Checks that need the request body (Bundle entries, the resource being written) happen in
@@ -223,7 +225,7 @@ class SecurityMiddleware:
             raise forbidden_scope(letter, resource_type)
         if interaction.id is None:
             return
-        if name in ("read", "vread", "history-instance", "operation"):
+        if name in ("history-instance", "operation"):
             self.guard.check_read(resource_type, interaction.id, caller)
         elif name in ("update", "patch", "delete"):
             # a hidden resource answers 404 before its body is parsed, validated or patched

@@ -24,6 +24,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from ..errors import FhirError
 from ..repository import valid_id
 from .context import Caller
@@ -79,6 +81,7 @@ class Policy:
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
         self._extraction = None
+        self._plans: dict[int, tuple] = {}
         self._check()
 
     @classmethod
@@ -233,59 +236,89 @@ def visible_ids(policy: Policy, session, caller: Caller | None, resource_type: s
     return found
 
 
-def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "read") -> bool:
-    """True when a plain reference rule (``performer={org}``, ``requester:PractitionerRole.organization={org}``)
-    already admits the stored ``record``; False means "not decided here" (run the query).
+@dataclass(frozen=True)
+class _QuickPlan:
+    """What :func:`quick_visible` looks at for one restriction: the reference index rows (key, type, id)
+    that admit a resource by themselves, the one-hop chains over a plain reference clause, and the
+    parameter keys whose rows both need."""
 
-    A shortcut for checks by id: it reads the same index rows the search would compare (extracted from the
-    stored JSON by the same extraction), so it never admits what the query would refuse.
-    """
-    from ..formats import json as fjson
+    admits: frozenset
+    chains: tuple  # (reference key on the resource, target type, rows admitting the target, its key)
+    keys: frozenset
+
+
+def _admitting_rows(clause) -> frozenset:
+    from ..search.query import ReferenceValue
+
+    return frozenset((clause.key, v.type, v.id) for v in clause.values
+                     if isinstance(v, ReferenceValue) and v.type and v.id)
+
+
+def _quick_plan(policy: Policy, condition) -> _QuickPlan:
     from ..search.query import Chain, Clause, ReferenceValue
 
+    cached = policy._plans.get(id(condition))
+    if cached is not None and cached[0] is condition:
+        return cached[1]
+    admits, chains, keys = set(), [], set()
+    for alternative in policy.tiers(condition)[0].conditions if hasattr(condition, "conditions") else ():
+        if isinstance(alternative, Clause) and alternative.modifier is None and alternative.param.type == "reference":
+            admits |= _admitting_rows(alternative)
+            keys.add(alternative.param.key)
+        elif isinstance(alternative, Chain) and len(alternative.targets) == 1:
+            target, inner = alternative.targets[0]
+            if (isinstance(inner, Clause) and inner.modifier is None and inner.param.type == "reference"
+                    and all(isinstance(v, ReferenceValue) for v in inner.values)):
+                chains.append((alternative.param.key, target, _admitting_rows(inner), frozenset((inner.param.key,))))
+                keys.add(alternative.param.key)
+    plan = _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys))
+    with policy._lock:
+        if len(policy._plans) > 20000:
+            policy._plans.clear()
+        policy._plans[id(condition)] = (condition, plan)
+    return plan
+
+
+def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "read",
+                  resource: dict | None = None) -> bool:
+    """True when a plain reference rule (``performer={org}``, ``requester:PractitionerRole.organization={org}``)
+    already admits the stored ``record`` (``resource``: its parsed body, when the caller has it); False means
+    "not decided here" (run the query).
+
+    A shortcut for checks by id: it reads the same index rows the search would compare (extracted by the
+    same extraction, only for the parameters the rules name), so it never admits what the query would refuse.
+    """
     condition = policy.restriction(caller, record.resource_type, mode)
     if condition is None:
         return True
-    rows = None
-    cheap = policy.tiers(condition)[0].conditions if hasattr(condition, "conditions") else ()
-    # the resource's own references first; following a reference to another resource costs a read
-    for alternative in sorted(cheap, key=lambda a: not isinstance(a, Clause)):
-        if isinstance(alternative, Clause) and alternative.modifier is None and alternative.param.type == "reference":
-            rows = rows if rows is not None else _reference_rows(policy, record.resource_type,
-                                                                fjson.loads(record.body))
-            if _clause_holds(alternative, rows):
-                return True
-        elif isinstance(alternative, Chain) and len(alternative.targets) == 1:
-            target, inner = alternative.targets[0]
-            if not (isinstance(inner, Clause) and inner.modifier is None and inner.param.type == "reference"
-                    and all(isinstance(v, ReferenceValue) for v in inner.values)):
+    plan = _quick_plan(policy, condition)
+    if not plan.keys:
+        return False
+    # only references are compared: plain orjson (no exact-decimal pass) is enough
+    rows = _reference_rows(policy, record.resource_type,
+                           resource if resource is not None else orjson.loads(record.body), plan.keys)
+    if any(row[:3] in plan.admits for row in rows):
+        return True
+    # following a reference to another resource costs a read
+    for chain_key, target, admits, target_keys in plan.chains:
+        for key, ttype, tid, *_ in rows:
+            if key != chain_key or ttype != target or not tid:
                 continue
-            rows = rows if rows is not None else _reference_rows(policy, record.resource_type,
-                                                                fjson.loads(record.body))
-            for key, ttype, tid, *_ in rows:
-                if key != alternative.param.key or ttype != target or not tid:
-                    continue
-                linked = session.read(target, tid)
-                if linked is None or linked.deleted:
-                    continue
-                if _clause_holds(inner, _reference_rows(policy, target, fjson.loads(linked.body))):
-                    return True
+            linked = session.read(target, tid)
+            if linked is None or linked.deleted:
+                continue
+            if any(row[:3] in admits for row in _reference_rows(policy, target, orjson.loads(linked.body),
+                                                                target_keys)):
+                return True
     return False
 
 
-def _reference_rows(policy: Policy, resource_type: str, resource: dict) -> list:
+def _reference_rows(policy: Policy, resource_type: str, resource: dict, keys: frozenset) -> list:
     if policy._extraction is None:
         from ..search.extract import Extraction
 
         policy._extraction = Extraction(policy.registry)
-    return policy._extraction.references(resource_type, resource)
-
-
-def _clause_holds(clause, rows) -> bool:
-    from ..search.query import ReferenceValue
-
-    wanted = {(v.type, v.id) for v in clause.values if isinstance(v, ReferenceValue) and v.type and v.id}
-    return any(key == clause.key and (ttype, tid) in wanted for key, ttype, tid, *_ in rows)
+    return policy._extraction.references(resource_type, resource, keys)
 
 
 def restrict_query(policy: Policy, caller: Caller | None, query) -> None:
