@@ -17,10 +17,10 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from fhir_server.formats import json as fjson
+from fhir_server.repository import new_id
 from fhir_server.store.base import StoredResource
 from fhir_server.store.sqlite import SQLiteStore
 from fhir_server.store.sqlite_index import SQLiteIndex
@@ -29,7 +29,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 class _NoIndex(SQLiteIndex):
-    def write(self, conn, resource_type, id, resource, last_updated) -> None:
+    def write(self, conn, resource_type, id, resource, last_updated, new=False) -> None:
         pass
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         conn = store._connection()
 
         def create() -> tuple[float, float]:
-            record = StoredResource("ServiceRequest", str(uuid.uuid4()), 1, "2026-01-01T00:00:00Z", False, body, "POST")
+            record = StoredResource("ServiceRequest", new_id(), 1, "2026-01-01T00:00:00Z", False, body, "POST")
             session = store.session(write=True)
             start = time.process_time()
             session.__enter__().write(record, resource, 0)
