@@ -196,7 +196,7 @@ class SQLiteStore:
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA cache_size=-65536")
             # A write dirties ~35 pages (resource, history and search-index B-trees). The checkpointer
-            # thread copies the WAL into the database every 100 write commits (~3,500 pages), off the
+            # thread copies the WAL into the database every ~250 creates (~9,000 pages), off the
             # request path; the automatic checkpoint (page copy + fsync inside a COMMIT) is the backstop.
             # journal_size_limit trims the WAL file back after a checkpoint.
             conn.execute("PRAGMA wal_autocheckpoint=20000")
@@ -221,6 +221,7 @@ class SQLiteStore:
                 self._local.depth -= 1
             return
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        changes = conn.total_changes
         session = SQLiteSession(self, conn)
         self._local.depth, self._local.writing, self._local.session = 1, write, session
         try:
@@ -231,7 +232,7 @@ class SQLiteStore:
         else:
             conn.execute("COMMIT")
             if write and self.checkpointer is not None:
-                self.checkpointer.committed()
+                self.checkpointer.committed(conn.total_changes - changes)
         finally:
             self._local.depth, self._local.session = 0, None
 

@@ -31,10 +31,12 @@ def _wait(predicate, seconds: float = 10.0) -> bool:
 
 
 def test_the_wal_is_copied_and_restarted_off_the_writing_thread(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpointer, "EVERY", 20)
     store = SQLiteStore(tmp_path / "fhir.db")
     try:
-        ids = _write(store, 19)
+        ids = _write(store, 1)
+        per_write = store._connection().total_changes  # rows one create changes
+        monkeypatch.setattr(checkpointer, "EVERY", 20 * per_write)
+        ids += _write(store, 18)
         assert store.checkpointer._thread is None  # no thread before the first round is due
         ids += _write(store, 1)
         assert _wait(lambda: store.checkpointer.completed >= 1)
