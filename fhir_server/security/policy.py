@@ -294,9 +294,8 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     plan = _quick_plan(policy, condition)
     if not plan.keys:
         return False
-    # only references are compared: plain orjson (no exact-decimal pass) is enough
     rows = _reference_rows(policy, record.resource_type,
-                           resource if resource is not None else orjson.loads(record.body), plan.keys)
+                           resource if resource is not None else _parsed(record.body), plan.keys)
     if any(row[:3] in plan.admits for row in rows):
         return True
     # following a reference to another resource costs a read
@@ -307,10 +306,21 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
             linked = session.read(target, tid)
             if linked is None or linked.deleted:
                 continue
-            if any(row[:3] in admits for row in _reference_rows(policy, target, orjson.loads(linked.body),
+            if any(row[:3] in admits for row in _reference_rows(policy, target, _parsed(linked.body),
                                                                 target_keys)):
                 return True
     return False
+
+
+def _parsed(body: bytes) -> dict:
+    """A stored body for comparing references: plain orjson, without the exact-decimal pass (the lossless
+    parser only for what orjson refuses, an integer beyond 64 bits)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        from ..formats import json as fjson
+
+        return fjson.loads(body)
 
 
 def _reference_rows(policy: Policy, resource_type: str, resource: dict, keys: frozenset) -> list:
