@@ -7,6 +7,7 @@ Store and API contract tests take ``store``/``client`` and so run on every backe
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 
@@ -102,3 +103,13 @@ def app(settings, store):
 def client(app):
     with TestClient(app) as test_client:
         yield test_client
+
+
+def wait_for(condition, seconds: float = 15.0) -> None:
+    """Poll until ``condition()`` holds (background work: deliveries, checkpoints); fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")

@@ -206,11 +206,6 @@ def _require_administrator() -> None:
         raise FhirError(403, "bulk export is available to platform administrators only", "forbidden")
 
 
-def _value(context: OperationContext, name: str) -> str | None:
-    values = context.values(name)
-    return values[0] if values else None
-
-
 def _types(context: OperationContext, allowed: list[str]) -> list[str]:
     raw = search_bundle.named_types(context.values("_type"))
     for resource_type in raw:
@@ -284,7 +279,7 @@ def export(context: OperationContext):
     _require_administrator()
     if "respond-async" not in context.request.headers.get("prefer", ""):
         raise FhirError(400, "$export runs asynchronously: send 'Prefer: respond-async'", "invalid")
-    output_format = _value(context, "_outputFormat")
+    output_format = context.text("_outputFormat")
     if output_format is not None and output_format not in _OUTPUT_FORMATS:
         raise FhirError(400, f"_outputFormat {output_format!r} is not supported (use {NDJSON})", "not-supported",
                         ["_outputFormat"])
@@ -292,7 +287,7 @@ def export(context: OperationContext):
     unknown = sorted({str(p.get("name")) for p in context.parameters.get("parameter") or []} - known)
     if unknown:
         raise FhirError(400, f"$export does not support {', '.join(unknown)}", "not-supported")
-    since = _value(context, "_since")
+    since = context.text("_since")
     if since is not None and date_range(since) is None:
         raise FhirError(400, f"_since {since!r} is not a valid instant", "invalid", ["_since"])
     level = context.resource_type  # None (system), Patient, Group
@@ -313,7 +308,7 @@ def export(context: OperationContext):
 @operation("export-poll-status", levels=("system",), methods=("GET", "DELETE"), listed=False)
 def export_status(context: OperationContext):
     _require_administrator()
-    jobs, job_id = _jobs(context), _value(context, "_jobId") or ""
+    jobs, job_id = _jobs(context), context.text("_jobId") or ""
     if context.request.method == "DELETE":
         jobs.cancel(job_id)
         return Response(status_code=202)
@@ -339,8 +334,8 @@ def export_status(context: OperationContext):
 @operation("export-file", levels=("system",), methods=("GET",), listed=False)
 def export_file(context: OperationContext):
     _require_administrator()
-    job = _jobs(context).get(_value(context, "_jobId") or "")
-    name = _value(context, "file") or ""
+    job = _jobs(context).get(context.text("_jobId") or "")
+    name = context.text("file") or ""
     if job.status != "complete" or name not in {o["file"] for o in job.output}:
         raise FhirError(404, f"no file {name!r} in bulk export job {job.id}", "not-found")
     return FileResponse(job.directory / name, media_type=NDJSON)

@@ -51,10 +51,10 @@ async def everything(context: OperationContext):
         raise FhirError(400, f"$everything does not take {', '.join(map(str, unknown))}", "not-supported")
     request, focal, focal_id = context.request, context.resource_type, context.id
     with_focal, members = _types(context)
-    since = (context.values("_since") or [None])[0]
+    since = context.text("_since")
     if since is not None and date_range(since) is None:
         raise FhirError(400, f"$everything: _since {since!r} is not a valid instant", "invalid", ["_since"])
-    cursor = (context.values("_cursor") or [None])[0]
+    cursor = context.text("_cursor")
     changed = [("_lastUpdated", f"ge{since}")] if since else []
     paging = [(name, value) for name in ("_count", "_cursor") for value in context.values(name)]
     base, settings = base_url(request), context.settings

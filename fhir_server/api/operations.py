@@ -46,6 +46,11 @@ class OperationContext:
                 return parameter.get("part", default)
         return default
 
+    def text(self, name: str) -> str | None:
+        """The first value (valueX) of the parameters called ``name``, as text; None when absent."""
+        values = self.values(name)
+        return values[0] if values else None
+
     def values(self, name: str) -> list[str]:
         """Every value (valueX, as text) of the parameters called ``name``, in order."""
         return [str(value) for parameter in self.parameters.get("parameter") or [] if parameter.get("name") == name

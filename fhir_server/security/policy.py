@@ -81,7 +81,8 @@ class Policy:
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
         self._extraction = None
-        self._plans: dict[int, tuple] = {}
+        #: (organisation, role, type, mode) → the _QuickPlan of that restriction
+        self._plans: dict[tuple, object] = {}
         self._check()
 
     @classmethod
@@ -254,12 +255,14 @@ def _admitting_rows(clause) -> frozenset:
                      if isinstance(v, ReferenceValue) and v.type and v.id)
 
 
-def _quick_plan(policy: Policy, condition) -> _QuickPlan:
+def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, condition) -> _QuickPlan:
+    """The plan of ``condition``, the caller's restriction on ``resource_type`` (cached under the same key)."""
     from ..search.query import Chain, Clause, ReferenceValue
 
-    cached = policy._plans.get(id(condition))
-    if cached is not None and cached[0] is condition:
-        return cached[1]
+    key = (caller.organization, caller.practitioner_role, resource_type, mode)
+    plan = policy._plans.get(key)
+    if plan is not None:
+        return plan
     admits, chains, keys = set(), [], set()
     for alternative in policy.tiers(condition)[0].conditions if hasattr(condition, "conditions") else ():
         if isinstance(alternative, Clause) and alternative.modifier is None and alternative.param.type == "reference":
@@ -275,7 +278,7 @@ def _quick_plan(policy: Policy, condition) -> _QuickPlan:
     with policy._lock:
         if len(policy._plans) > 20000:
             policy._plans.clear()
-        policy._plans[id(condition)] = (condition, plan)
+        policy._plans[key] = plan
     return plan
 
 
@@ -291,7 +294,7 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     condition = policy.restriction(caller, record.resource_type, mode)
     if condition is None:
         return True
-    plan = _quick_plan(policy, condition)
+    plan = _quick_plan(policy, caller, record.resource_type, mode, condition)
     if not plan.keys:
         return False
     rows = _reference_rows(policy, record.resource_type,
@@ -314,7 +317,7 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
 
 def _parsed(body: bytes) -> dict:
     """A stored body for comparing references: plain orjson, without the exact-decimal pass (the lossless
-    parser only for what orjson refuses, an integer beyond 64 bits)."""
+    parser only for what orjson refuses, such as an escaped lone surrogate)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -1,12 +1,11 @@
 """The WAL checkpoint thread of the SQLite store (fhir_server/store/checkpointer.py)."""
 
-import time
-
 from fhir_server.formats import json as fjson
 from fhir_server.repository import new_id
 from fhir_server.store import checkpointer
 from fhir_server.store.base import StoredResource
 from fhir_server.store.sqlite import SQLiteStore
+from tests.conftest import wait_for
 
 
 def _write(store: SQLiteStore, count: int) -> list[str]:
@@ -21,15 +20,6 @@ def _write(store: SQLiteStore, count: int) -> list[str]:
     return ids
 
 
-def _wait(predicate, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_the_wal_is_copied_and_restarted_off_the_writing_thread(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "fhir.db")
     try:
@@ -39,7 +29,7 @@ def test_the_wal_is_copied_and_restarted_off_the_writing_thread(tmp_path, monkey
         ids += _write(store, 18)
         assert store.checkpointer._thread is None  # no thread before the first round is due
         ids += _write(store, 1)
-        assert _wait(lambda: store.checkpointer.completed >= 1)
+        wait_for(lambda: store.checkpointer.completed >= 1)
         # the WAL was reset: the next write starts it from the beginning, so it holds one transaction's pages
         ids += _write(store, 1)
         frames = store._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]

@@ -14,6 +14,7 @@ from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.repository import now_instant
 from fhir_server.store.base import StoredResource
+from tests.conftest import wait_for
 from tests.referral.conftest import FHIR_JSON, created_ids, fixture, post_bundle
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
@@ -59,16 +60,6 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_for(condition, seconds: float = 15.0):
-    """Poll until ``condition()`` holds (delivery is asynchronous); fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
