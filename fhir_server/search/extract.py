@@ -252,9 +252,12 @@ class Extractor:
         _add_plain(rows, params, resource)
         return rows["reference"]
 
-    def rows(self, id: str, resource: dict, last_updated: str | None) -> dict[str, list[tuple]]:
+    def rows(self, id: str, resource: dict, last_updated: str | None, id_row: bool = True) -> dict[str, list[tuple]]:
+        """Index rows by value kind; ``id_row``: include ``_id`` as a token row (a store that matches ids on its
+        own table of resources leaves it out)."""
         rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-        rows["token"].append((ID_KEY, None, id, None, None))
+        if id_row:
+            rows["token"].append((ID_KEY, None, id, None, None))
         rng = date_range(last_updated) if last_updated else None
         if rng:
             rows["date"].append((LAST_UPDATED_KEY, rng[0], rng[1], None))
@@ -281,8 +284,9 @@ class Extraction:
             extractor = self._extractors[resource_type] = Extractor(self.registry, resource_type)
         return extractor
 
-    def rows(self, resource_type: str, id: str, resource: dict, last_updated: str | None = None) -> dict:
-        return self.extractor(resource_type).rows(id, resource, last_updated)
+    def rows(self, resource_type: str, id: str, resource: dict, last_updated: str | None = None,
+             id_row: bool = True) -> dict:
+        return self.extractor(resource_type).rows(id, resource, last_updated, id_row)
 
     def references(self, resource_type: str, resource: dict, keys: frozenset | None = None) -> list[tuple]:
         return self.extractor(resource_type).references(resource, keys)

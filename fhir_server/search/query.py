@@ -35,6 +35,8 @@ MODIFIERS = {
     "uri": ("below", "above", "missing"),
     "composite": ("missing",),
 }
+#: an id is a plain code: no text, no value sets
+_ID_MODIFIERS = ("not", "missing")
 #: most codes a ``:in``/``:not-in`` value set may hold (each is a bound SQL parameter)
 MAX_CODE_SET = 10000
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
@@ -440,7 +442,7 @@ class Parser:
         if type_modifier:
             if param.type != "reference" or (param.targets and type_modifier not in param.targets):
                 raise InvalidParameter(name, f"{name}: {type_modifier} is not a target of {code}", unknown=True)
-        elif modifier and modifier not in MODIFIERS.get(param.type, ()):
+        elif modifier and modifier not in (_ID_MODIFIERS if code == "_id" else MODIFIERS.get(param.type, ())):
             raise InvalidParameter(name, f"Modifier :{modifier} is not supported for {code}", unknown=True)
         if modifier == "of-type" and code != "identifier":
             raise InvalidParameter(name, f"{name}: :of-type applies to identifier parameters", unknown=True)

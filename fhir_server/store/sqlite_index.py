@@ -18,6 +18,7 @@ from decimal import Decimal
 import orjson
 
 from fhir_server.errors import FhirError
+from fhir_server.resource_types import RESOURCE_TYPES
 from fhir_server.search import query as q
 from fhir_server.search.query import Chain, Clause, Has
 from fhir_server.store.base import StoredResource
@@ -49,6 +50,7 @@ INDEXES = [
     "CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid, param, uri)",
 ]
 _MAX_CHAR = "\U0010ffff"
+_ALL_TYPES = tuple(sorted(RESOURCE_TYPES))
 #: date rows spanning less than a day are "narrow": a range query bounds their ``low`` on both sides
 DAY = 86_400_000_000
 _INCLUDE_LIMIT = 1000
@@ -100,10 +102,12 @@ def _merge_dates(conditions: list) -> list:
 class _Sql:
     """Accumulates SQL text and its bound arguments; values only ever go to ``args``."""
 
-    def __init__(self, index: "SQLiteIndex", base_url: str):
+    def __init__(self, index: "SQLiteIndex", base_url: str, types: tuple = ()):
         self.index = index
         self.args: list = []
         self.base_url = base_url
+        #: the searched types, for clauses compiled without one type (``_id`` over several types)
+        self.types = types
 
     def bind(self, *values) -> str:
         self.args.extend(values)
@@ -308,6 +312,8 @@ class _Sql:
         if isinstance(clause, _SameDate):
             return False, self.date_selects(clause.key, clause.values, "x.rid = r.rid AND " if correlate else "")
         param, modifier = clause.param, clause.modifier
+        if param.code == "_id":
+            return self._ids(rtype, clause, on_r)
         kind = param.type
         if modifier in ("identifier", "of-type"):
             kind = "token"
@@ -343,6 +349,25 @@ class _Sql:
             head = f"SELECT x.rid FROM {table} x WHERE {on_r}x.param = {self.bind(clause.key)} AND "
             selects.append(head + self.predicate(kind, "x", value, None if modifier == "not" else modifier))
         return modifier == "not", " UNION ALL ".join(selects)
+
+    def _ids(self, rtype: str | None, clause, on_r: str) -> tuple[bool, str]:
+        """``_id`` on ``idx_resource``, whose ``(rtype, id)`` index the store keeps anyway, so a write adds no
+        index rows for it (the parser allows only :not and :missing on ``_id``)."""
+        modifier = clause.modifier
+        types = (rtype,) if rtype else self.types or _ALL_TYPES
+        head = f"SELECT x.rid FROM idx_resource x WHERE {on_r}x.rtype IN ({self.bind(*types)})"
+        if modifier == "missing":  # every resource has an id
+            return clause.values[0].missing, head
+        ids = []
+        for value in clause.values:
+            if not isinstance(value, q.TokenValue) or value.system not in (None, ""):
+                continue  # an id has no system
+            if value.code is None:
+                return modifier == "not", head
+            ids.append(value.code)
+        if not ids:
+            return modifier == "not", head + " AND 0"
+        return modifier == "not", f"{head} AND x.id IN ({self.bind(*ids)})"
 
     def _composite(self, value, correlate: bool = False) -> str:
         joins = []
@@ -405,7 +430,7 @@ class SQLiteIndex:
             return
         else:
             rid = conn.execute("INSERT INTO idx_resource (rtype, id) VALUES (?, ?)", (resource_type, id)).lastrowid
-        rows = self.extraction.rows(resource_type, id, resource, last_updated)
+        rows = self.extraction.rows(resource_type, id, resource, last_updated, id_row=False)
         for kind, values in rows.items():
             if not values:
                 continue
@@ -454,6 +479,7 @@ class SQLiteIndex:
         indexes, other conditions are checked as rid sets."""
         types = query.resource_types
         rtype = types[0] if len(types) == 1 else None
+        sql.types = types
         conditions = sorted(_merge_dates(query.conditions), key=self._rank)
         driver = None
         if conditions and self._rank(conditions[0]) < 9:

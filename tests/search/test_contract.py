@@ -209,6 +209,13 @@ CASES = [
     ("Patient?_id=pat-li", {"pat-li"}),
     ("Patient?_id=pat-li,pat-erica", {"pat-li", "pat-erica"}),
     ("Patient?_id:not=pat-li&gender=female", {"pat-erica"}),
+    ("Patient?_id=|pat-li", {"pat-li"}),
+    ("Patient?_id=http://example.cn/ids|pat-li", set()),
+    ("Patient?_id:missing=false&gender=female", {"pat-li", "pat-erica"}),
+    ("Patient?_id:missing=true", set()),
+    ("ServiceRequest?subject._id=pat-li", {"sr-3", "sr-5"}),
+    ("Patient?_has:ServiceRequest:subject:_id=sr-3", {"pat-li"}),
+    ("Patient?_has:ServiceRequest:subject:_id:not=sr-3&gender=female", {"pat-li", "pat-erica"}),
     ("Patient?_tag=http://example.cn/tags|vip", {"pat-li"}),
     ("Patient?_tag=vip", {"pat-li"}),
     ("Patient?_security=R", {"pat-li"}),
@@ -255,3 +262,17 @@ def test_post_search_matches_get(loaded, query, expected):
                            headers={"Prefer": "handling=strict", "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200, response.text
     assert sorted(_ids(response.json())) == sorted(expected)
+
+
+def test_system_search_by_id(loaded):
+    client, _ = loaded
+    response = client.get("/?_id=pat-li,sr-3", headers={"Prefer": "handling=strict"})
+    assert response.status_code == 200, response.text
+    assert sorted(_ids(response.json())) == ["pat-li", "sr-3"]
+
+
+@pytest.mark.parametrize("modifier", ["text", "in", "below", "of-type"])
+def test_id_takes_no_text_or_value_set_modifiers(loaded, modifier):
+    client, _ = loaded
+    response = client.get(f"/Patient?_id:{modifier}=pat-li", headers={"Prefer": "handling=strict"})
+    assert response.status_code == 400, response.text

@@ -78,3 +78,29 @@ def test_chain_joins_by_primary_key_and_reference_index(plans):
     plan = [line for _, lines in plans[key] for line in lines]
     assert any("idx_reference_target" in line for line in plan)
     assert any("INTEGER PRIMARY KEY" in line for line in plan)
+
+
+def test_id_is_matched_on_the_resource_table(plans):
+    plan = [line for _, lines in plans[("Patient", "_id=pat-li")] for line in lines]
+    assert any("idx_resource_id" in line for line in plan)
+
+
+def test_ids_take_no_index_rows_and_a_search_over_all_types_probes_by_type(tmp_path):
+    from fhir_server.search.extract import ID_KEY
+
+    store = SQLiteStore(tmp_path / "fhir.db")
+    try:
+        load(store, referral_resources())
+        conn = store._connection()
+        assert conn.execute("SELECT count(*) FROM idx_token WHERE param = ?", (ID_KEY,)).fetchone()[0] == 0
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        with store.session() as session:
+            result = session.search(parser_for("http://testserver").parse([], [("_id", "pat-li")], strict=True))
+        conn.set_trace_callback(None)
+        assert [(r.resource_type, r.id) for r in result.matches] == [("Patient", "pat-li")]
+        for statement in (s for s in statements if s.startswith("SELECT")):
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
+            assert not [line for line in plan if FULL_SCAN.match(line)], plan
+    finally:
+        store.close()
