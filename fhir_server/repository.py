@@ -120,10 +120,18 @@ class _ObservedStore:
                 log.exception("close hook failed")
         self._store.close()
 
-    def note(self, record: StoredResource) -> None:
+    def note(self, record: StoredResource, resource: dict | None = None) -> None:
         written = getattr(self._local, "written", None)
         if written is not None:
             written.append(record)
+            if resource is not None:
+                self._local.parsed[id(record)] = resource
+
+    def parsed(self, record: StoredResource) -> dict:
+        """The resource of a record this transaction wrote, as written (pre-commit hooks need no second
+        parse of a body just serialised); any other record's body is parsed."""
+        resource = (getattr(self._local, "parsed", None) or {}).get(id(record))
+        return resource if resource is not None else fjson.loads(record.body)
 
     @contextmanager
     def session(self, write: bool = False):
@@ -132,7 +140,7 @@ class _ObservedStore:
                 yield session
             return
         written: list[StoredResource] = []
-        self._local.written = written
+        self._local.written, self._local.parsed = written, {}
         try:
             with self._store.session(True) as session:
                 yield session
@@ -142,7 +150,7 @@ class _ObservedStore:
                     for hook in self._repository.precommit_hooks:
                         hook(session, batch)
         finally:
-            self._local.written = None
+            self._local.written = self._local.parsed = None
         if written:
             for listener in self._repository.commit_listeners:
                 try:
@@ -215,7 +223,7 @@ class Repository:
         except VersionConflict:
             raise FhirError(409 if current is None else 412,
                             f"{resource_type}/{id} was changed by another request", "conflict") from None
-        self.store.note(record)
+        self.store.note(record, stamped)
         return WriteResult(record, current is None or current.deleted, stamped, issues)
 
     def _guard(self, resource_type: str, id: str | None) -> None:

@@ -223,14 +223,27 @@ class Context:
 #: evaluator(context, rule) -> list of details when the rule fires (empty/None: it does not)
 Evaluator = Callable[[Context, Rule], "list[str] | None"]
 EVALUATORS: dict[str, tuple[tuple[str, ...], Evaluator]] = {}
+#: per resource type, the preconditions of its evaluators (None in the list: one has none, it always runs)
+_PRECONDITIONS: dict[str, list] = {}
 
 
-def evaluator(name: str, *types: str):
+def evaluator(name: str, *types: str, only: Callable[[str, dict], bool] | None = None):
+    """Register an evaluator for ``types``. ``only(resource_type, resource)``, when given, is a cheap test of
+    the written resource alone that must hold for the evaluator to fire at all: when no evaluator of a type
+    can fire, :func:`evaluate` skips finding the governing organisation and its rule set (a plain lab order
+    is not a referral)."""
     def register(fn: Evaluator) -> Evaluator:
         EVALUATORS[name] = (types, fn)
+        for resource_type in types:
+            _PRECONDITIONS.setdefault(resource_type, []).append(only)
         return fn
 
     return register
+
+
+def may_fire(resource_type: str, resource: dict) -> bool:
+    """False when no rule of any rule set can fire for this resource (every evaluator's precondition fails)."""
+    return any(only is None or only(resource_type, resource) for only in _PRECONDITIONS.get(resource_type, ()))
 
 
 def code_matches(code: str, listed: Iterable[str]) -> bool:
@@ -255,9 +268,14 @@ def justification(request: dict) -> str | None:
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
+def active_referral(resource_type: str, resource: dict) -> bool:
+    """An active referral ServiceRequest: what every ServiceRequest rule is about."""
+    return resource_type == "ServiceRequest" and resource.get("status") == "active" \
+        and v.is_referral_request(resource)
+
+
 def _referral_active(ctx: Context) -> bool:
-    return ctx.resource_type == "ServiceRequest" and v.is_referral_request(ctx.resource) \
-        and ctx.resource.get("status") == "active"
+    return active_referral(ctx.resource_type, ctx.resource)
 
 
 def _sides(ctx: Context):
@@ -268,7 +286,7 @@ def _sides(ctx: Context):
     return referrer_ref, referrer, receiver_ref, receiver
 
 
-@evaluator("consent", "ServiceRequest")
+@evaluator("consent", "ServiceRequest", only=active_referral)
 def check_consent(ctx: Context, rule: Rule):
     if not _referral_active(ctx):
         return None
@@ -295,7 +313,7 @@ def check_consent(ctx: Context, rule: Rule):
     return None
 
 
-@evaluator("direction-levels", "ServiceRequest")
+@evaluator("direction-levels", "ServiceRequest", only=active_referral)
 def check_direction(ctx: Context, rule: Rule):
     if not _referral_active(ctx):
         return None
@@ -315,14 +333,14 @@ def check_direction(ctx: Context, rule: Rule):
     return None
 
 
-@evaluator("lateral-reason", "ServiceRequest")
+@evaluator("lateral-reason", "ServiceRequest", only=active_referral)
 def check_lateral_reason(ctx: Context, rule: Rule):
     if _referral_active(ctx) and direction(ctx.resource) == "lateral" and not justification(ctx.resource):
         return ["a lateral referral needs a justification"]
     return None
 
 
-@evaluator("consortium-first", "ServiceRequest")
+@evaluator("consortium-first", "ServiceRequest", only=active_referral)
 def check_consortium_first(ctx: Context, rule: Rule):
     if not _referral_active(ctx) or direction(ctx.resource) != "up":
         return None
@@ -356,7 +374,7 @@ def _scopes(ctx: Context) -> tuple[str | None, str | None]:
     return (declared[0] if declared else None), _derived_scope(ctx, referrer, receiver)
 
 
-@evaluator("scope-declared", "ServiceRequest")
+@evaluator("scope-declared", "ServiceRequest", only=active_referral)
 def check_scope(ctx: Context, rule: Rule):
     if not _referral_active(ctx):
         return None
@@ -366,7 +384,7 @@ def check_scope(ctx: Context, rule: Rule):
     return None
 
 
-@evaluator("cross-region-assessment", "ServiceRequest")
+@evaluator("cross-region-assessment", "ServiceRequest", only=active_referral)
 def check_assessment(ctx: Context, rule: Rule):
     if not _referral_active(ctx):
         return None
@@ -394,7 +412,7 @@ def check_assessment(ctx: Context, rule: Rule):
     return details
 
 
-@evaluator("first-contact", "ServiceRequest")
+@evaluator("first-contact", "ServiceRequest", only=active_referral)
 def check_first_contact(ctx: Context, rule: Rule):
     if not _referral_active(ctx) or direction(ctx.resource) != "up":
         return None
@@ -466,7 +484,7 @@ def governing_organization(facts: Facts, resource_type: str, resource: dict):
 def evaluate(rule_book: RuleBook, facts: Facts, resource_type: str, resource: dict, previous: dict | None,
              now: datetime | None = None) -> tuple[list[dict], Context | None]:
     """Every applicable rule's issues for one write, and the context (its ``missing`` set)."""
-    if resource_type not in RULE_TYPES:
+    if resource_type not in RULE_TYPES or not may_fire(resource_type, resource):
         return [], None
     rule_set = rule_book.for_organization(governing_organization(facts, resource_type, resource))
     ctx = Context(facts, resource_type, resource, previous, rule_set, now)

@@ -329,7 +329,7 @@ class Workflow:
                 continue
             if record.resource_type not in ("Task", "ServiceRequest"):
                 continue
-            resource = fjson.loads(record.body)
+            resource = self.repository.store.parsed(record)
             previous = None
             if record.version > 1:
                 before = session.vread(record.resource_type, record.id, record.version - 1)
