@@ -252,3 +252,26 @@ def test_invalid_rule_sets_are_refused(tmp_path):
                                  "parameters": {"longPrescription": {"maxWeeks": "twelve"}}, "rules": []})
     with pytest.raises(RuleSetError, match="maxWeeks"):
         load_rule_sets([tmp_path])
+
+
+def test_rule_sets_are_consulted_only_when_a_rule_can_fire(network, monkeypatch):
+    from fhir_server.referral.rules import RuleBook, may_fire
+
+    consulted = []
+    original = RuleBook.for_organization
+    monkeypatch.setattr(RuleBook, "for_organization",
+                        lambda self, org: consulted.append(org) or original(self, org))
+    lab_order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                 "subject": {"reference": "Patient/pat-zhang"},
+                 "requester": {"reference": "PractitionerRole/role-village"},
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "57698-3"}]}}
+    assert not may_fire("ServiceRequest", lab_order)
+    assert submit(network, lab_order).status_code == 201
+    assert consulted == []
+
+    draft = request(status="draft")
+    assert not may_fire("ServiceRequest", draft)
+    referral = route(request(), "up", "within-consortium", "role-village", "county-hosp")
+    assert may_fire("ServiceRequest", referral)
+    submit(network, referral)
+    assert consulted
