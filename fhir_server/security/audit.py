@@ -149,13 +149,23 @@ class AuditWriter:
                     self.queue.task_done()
 
     def _write(self, batch: list[dict]) -> None:
+        """One transaction per batch; one per event on a store whose write sessions hold a single write
+        (MongoDB without transactions), where a batch would be refused and its events lost."""
+        if not getattr(self.store, "transactional", True):
+            for event in batch:
+                with self.store.session(write=True) as session:
+                    self._write_one(session, event)
+            return
         with self.store.session(write=True) as session:
             for event in batch:
-                resource = audit_event(event)
-                id = new_id()
-                recorded = _now()
-                resource = {"resourceType": "AuditEvent", "id": id,
-                            "meta": {"versionId": "1", "lastUpdated": recorded},
-                            **{k: v for k, v in resource.items() if k != "resourceType"}}
-                record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")
-                session.write(record, resource, 0)
+                self._write_one(session, event)
+
+    @staticmethod
+    def _write_one(session, event: dict) -> None:
+        resource = audit_event(event)
+        id = new_id()
+        recorded = _now()
+        resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
+                    **{k: v for k, v in resource.items() if k != "resourceType"}}
+        record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")
+        session.write(record, resource, 0)

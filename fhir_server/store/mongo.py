@@ -282,8 +282,9 @@ class MongoStore:
         if mode == "single":
             logging.getLogger("fhir_server").warning(
                 "MongoDB at %s is a standalone server: each write session may write one resource; transaction "
-                "Bundles and writes with side effects (referral workflow provenance, batched audit events) are "
-                "refused — run MongoDB as a replica set (a single-node replica set is enough)", redact(url or "?"))
+                "Bundles and writes with side effects (referral workflow provenance) are refused, and audit events "
+                "are written one per session — run MongoDB as a replica set (a single-node replica set is enough)",
+                redact(url or "?"))
         options = {}
         if not self.mock:
             driver_options = getattr(client, "options", None)

@@ -61,3 +61,24 @@ def test_audit_can_be_on_without_auth(tmp_path):
         assert client.get("/Patient").status_code == 200
         events = audit_events(app)
     assert len(events) == 1 and events[0]["agent"][0]["who"]["display"] == "unauthenticated"
+
+
+def test_writer_keeps_every_event_on_a_store_of_one_write_per_session():
+    import uuid
+
+    import mongomock
+
+    from fhir_server.search import find
+    from fhir_server.store.mongo import MongoStore
+
+    store = MongoStore(mongomock.MongoClient(), f"test_{uuid.uuid4().hex[:12]}", mode="single")
+    try:
+        writer = AuditWriter(store)
+        for path in ("/Task", "/ServiceRequest", "/Patient"):
+            writer.record({"interaction": "search-type", "method": "GET", "path": path, "status": 200,
+                           "client_id": "hosp-a", "organization": "Organization/org-a"})
+        writer.close()
+        with store.session() as session:
+            assert len(find(session, "AuditEvent", "altid=hosp-a")) == 3
+    finally:
+        store.close()
