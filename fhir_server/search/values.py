@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MIN_TIME = -(2**62)
 MAX_TIME = 2**62
 _DATE = re.compile(
@@ -31,53 +29,78 @@ def normalize(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
-def _micros(dt: datetime) -> int:
-    delta = dt - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_DAY = 86_400_000_000
+#: 10000-01-01 in days since 1970-01-01: a range reaching it is open-ended
+_END_DAY = 2_932_897
 
 
-def _tz(text: str | None) -> timezone:
-    if not text or text == "Z":
-        return timezone.utc
-    sign = -1 if text[0] == "-" else 1
-    digits = text[1:].replace(":", "")
-    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+def _days(y: int, m: int, d: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date (Hinnant's days_from_civil);
+    ValueError for a date that does not exist. Arithmetic, not ``datetime``: a date index row
+    is computed for every date in every write."""
+    if not (1 <= m <= 12 and 1 <= d <= (29 if m == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+                                        else _MONTH_DAYS[m - 1])) or y < 1:
+        raise ValueError("no such date")
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+
+
+def _offset_micros(zone: str | None) -> int:
+    if not zone or zone == "Z":
+        return 0
+    digits = zone[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:])
+    if minutes >= 24 * 60:
+        raise ValueError("offset out of range")
+    return (-1 if zone[0] == "-" else 1) * minutes * 60_000_000
 
 
 def date_range(text: str) -> tuple[int, int] | None:
-    """[low, high] (inclusive, µs since epoch) covered by a FHIR date/dateTime/instant, or None if malformed."""
+    """[low, high] (inclusive, µs since epoch) covered by a FHIR date/dateTime/instant, or None if malformed.
+
+    A range reaching the end of year 9999 is open: its high is ``MAX_TIME``."""
     match = _DATE.match(text.strip()) if isinstance(text, str) else None
     if not match:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    y = int(year)
     try:
-        y = int(year)
         if month is None:
-            low = datetime(y, 1, 1, tzinfo=timezone.utc)
-            high = datetime(y + 1, 1, 1, tzinfo=timezone.utc) if y < 9999 else None
-        elif day is None:
-            m = int(month)
-            low = datetime(y, m, 1, tzinfo=timezone.utc)
-            high = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=timezone.utc) if y < 9999 or m < 12 else None
-        elif hour is None:
-            low = datetime(y, int(month), int(day), tzinfo=timezone.utc)
-            high = low + timedelta(days=1)
+            low, end = _days(y, 1, 1), _days(y + 1, 1, 1) * _DAY
         else:
-            tz = _tz(zone)
+            m = int(month)
+            if day is None:
+                low = _days(y, m, 1)
+                end = (_days(y + 1, 1, 1) if m == 12 else _days(y, m + 1, 1)) * _DAY
+            else:
+                low = _days(y, m, int(day))
+                end = (low + 1) * _DAY
+        low *= _DAY
+        if hour is not None:
             if minute is None:
                 return None
-            low = datetime(y, int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=tz)
+            h, mi, s = int(hour), int(minute), int(second or 0)
+            if h > 23 or mi > 59 or s > 59:
+                return None
+            low += ((h * 60 + mi) * 60 + s) * 1_000_000
             if second is None:
-                high = low + timedelta(minutes=1)
+                width = 60_000_000
             elif fraction:
                 digits = fraction[1:7]
-                low = low.replace(microsecond=int(digits.ljust(6, "0")))
-                high = low + timedelta(microseconds=10 ** (6 - len(digits)))
+                low += int(digits.ljust(6, "0"))
+                width = 10 ** (6 - len(digits))
             else:
-                high = low + timedelta(seconds=1)
-    except (ValueError, OverflowError):
+                width = 1_000_000
+            end = low + width
+            offset = _offset_micros(zone)
+            low, end = low - offset, (end - offset if end < _END_DAY * _DAY else end)
+    except ValueError:
         return None
-    return _micros(low), (_micros(high) - 1 if high is not None else MAX_TIME)
+    return low, (end - 1 if end < _END_DAY * _DAY else MAX_TIME)
 
 
 def decimal_range(value: Decimal) -> tuple[Decimal, Decimal]:

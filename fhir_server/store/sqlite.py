@@ -26,8 +26,10 @@ SCHEMA = [
         last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL,
         seq INTEGER NOT NULL,
         PRIMARY KEY (rtype, id)) WITHOUT ROWID""",
+    # ``seq`` is the rowid: max + 1, so it only grows, since committed history rows are never
+    # deleted (AUTOINCREMENT would add a write to ``sqlite_sequence`` to every commit)
     """CREATE TABLE IF NOT EXISTS history (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         rtype TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
         last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL,
         body BLOB NOT NULL)""",
