@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ CommitListener = Callable[["list[StoredResource]"], None]
 
 log = logging.getLogger("fhir_server.repository")
 
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _SERVER_META = ("versionId", "lastUpdated")
 
 
@@ -74,7 +75,7 @@ def version_from_etag(value: str | None, header: str = "If-Match") -> int | None
 
 
 def valid_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 64 and all(c in _ID_CHARS for c in value)
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def check_type(resource_type: str) -> None:

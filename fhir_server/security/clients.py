@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,15 +127,21 @@ def write_clients(path: Path, clients: dict[str, Client]) -> None:
 
 
 class ClientRegistry:
-    """The clients file, re-read when its modification time changes."""
+    """The clients file, re-read when its modification time changes: looked at no more than once per
+    ``recheck_seconds`` (every request checks that its client is still registered)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, recheck_seconds: float = 1.0):
         self.path = Path(path)
+        self.recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
+        self._checked = float("-inf")
         self._clients: dict[str, Client] = {}
 
     def _current(self) -> dict[str, Client]:
+        now = time.monotonic()
+        if now - self._checked < self.recheck_seconds:
+            return self._clients
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
@@ -144,6 +151,7 @@ class ClientRegistry:
             if stamp != self._stamp:
                 self._clients = read_clients(self.path) if stamp else {}
                 self._stamp = stamp
+            self._checked = now
             return self._clients
 
     def get(self, client_id: str) -> Client | None:

@@ -27,6 +27,7 @@ from ..resource_types import RESOURCE_TYPES
 from .context import reset_current, set_current
 from .guarded_store import forbidden_scope
 from .scopes import INTERACTION_LETTER
+from .tokens import InvalidToken
 
 PUBLIC_PATHS = frozenset(("/metadata", "/.well-known/smart-configuration", "/auth/token", "/openapi.json"))
 
@@ -180,8 +181,6 @@ class SecurityMiddleware:
 
     def _authorize(self, scope, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
-        from .tokens import InvalidToken
-
         content_type = _header(headers, b"content-type")
         interaction = classify(method, path, content_type)
         authorization = _header(headers, b"authorization")

@@ -30,6 +30,8 @@ from ..errors import FhirError
 from ..repository import valid_id
 from .context import Caller
 
+_MISSING = object()
+
 DEFAULT_POLICY = Path(__file__).with_name("policy.json")
 #: how deep ``{visible}``/``{party}`` references may nest before a rule is treated as matching nothing
 MAX_DEPTH = 6
@@ -115,9 +117,9 @@ class Policy:
     def restriction(self, caller: Caller, resource_type: str, mode: str = "read", depth: int = 0):
         """The condition a ``resource_type`` resource must meet for ``caller`` (None: no restriction)."""
         key = (caller.organization, caller.practitioner_role, resource_type, mode, depth)
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
+        condition = self._cache.get(key, _MISSING)  # a dict read needs no lock; filling it does
+        if condition is not _MISSING:
+            return condition
         condition = self._build(caller, resource_type, mode, depth)
         with self._lock:
             if len(self._cache) > 20000:
@@ -257,12 +259,12 @@ def _admitting_rows(clause) -> frozenset:
 
 def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, condition) -> _QuickPlan:
     """The plan of ``condition``, the caller's restriction on ``resource_type`` (cached under the same key)."""
-    from ..search.query import Chain, Clause, ReferenceValue
-
     key = (caller.organization, caller.practitioner_role, resource_type, mode)
     plan = policy._plans.get(key)
     if plan is not None:
         return plan
+    from ..search.query import Chain, Clause, ReferenceValue
+
     admits, chains, keys = set(), [], set()
     for alternative in policy.tiers(condition)[0].conditions if hasattr(condition, "conditions") else ():
         if isinstance(alternative, Clause) and alternative.modifier is None and alternative.param.type == "reference":

@@ -127,13 +127,16 @@ def test_tampered_and_foreign_tokens_are_refused(auth_client, tokens):
 
 
 def test_deregistered_client_loses_access(auth_client, auth_settings, tokens):
+    """Within the registry's re-check interval (one second): requests do not stat the file each time."""
     from fhir_server.security.clients import read_clients, write_clients
+    from tests.conftest import wait_for
 
     headers = tokens.headers("hosp-c")
+    assert auth_client.get("/Patient", headers=headers).status_code == 200
     clients = read_clients(auth_settings.clients_path)
     del clients["hosp-c"]
     write_clients(auth_settings.clients_path, clients)
-    assert auth_client.get("/Patient", headers=headers).status_code == 401
+    wait_for(lambda: auth_client.get("/Patient", headers=headers).status_code == 401, seconds=3)
     fresh = tokens.keys["hosp-c"]
     response = auth_client.post("/auth/token", data=token_form(sign_assertion(*fresh, "hosp-c")))
     assert response.status_code == 401
