@@ -53,6 +53,8 @@ class Result:
     errors: int
     #: CPU time the server process spent per request (user + system): robust against other load on the machine
     cpu_us: float = 0.0
+    #: CPU the server spent after the run on work the run left for later (the audit journal's indexing)
+    index_us: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -70,11 +72,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 30):
     request = urllib.request.Request(url, data=body, method=method,
                                      headers={"Accept": JSON, "Content-Type": JSON, **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers.items()), exc.read()

@@ -47,21 +47,22 @@ def install(app: FastAPI) -> None:
     app.state.audit = audit
     app.state.tokens = tokens
     app.state.guard = guard
-    app.add_middleware(SecurityMiddleware, settings=settings, tokens=tokens, guard=guard, audit=audit)
+    endpoints = _endpoints(tokens, audit) if tokens is not None else {}
+    app.add_middleware(SecurityMiddleware, settings=settings, tokens=tokens, guard=guard, audit=audit,
+                       endpoints=endpoints)
     if tokens is not None:
-        _add_routes(app, tokens, audit)
         _advertise(app)
 
 
-def _add_routes(app: FastAPI, tokens, audit) -> None:
+def _endpoints(tokens, audit) -> dict:
+    """The OAuth endpoints, by (method, path): the middleware answers them itself, so the FHIR routes
+    are matched first on every other request."""
     from ..api.negotiation import base_url
     from .tokens import TOKEN_PATH, OAuthError, smart_configuration
 
-    @app.get("/.well-known/smart-configuration", include_in_schema=False)
     async def smart_config(request: Request):
         return JSONResponse(smart_configuration(base_url(request)))
 
-    @app.post(TOKEN_PATH, include_in_schema=False)
     async def token(request: Request):
         event = {"interaction": "token", "method": "POST", "path": TOKEN_PATH,
                  "address": request.client.host if request.client else None}
@@ -95,6 +96,9 @@ def _add_routes(app: FastAPI, tokens, audit) -> None:
         finally:
             if audit is not None:
                 audit.record(event)
+
+    return {("GET", "/.well-known/smart-configuration"): smart_config, ("HEAD", "/.well-known/smart-configuration"):
+            smart_config, ("POST", TOKEN_PATH): token}
 
 
 def _issuer(form: dict) -> str:

@@ -1,11 +1,13 @@
 """AuditEvents for every read, search, write and refused attempt, written off the request path.
 
 The middleware hands a small dict per request to :class:`AuditWriter`; a background thread
-turns batches of them into ``AuditEvent`` resources and writes each batch in one store
-transaction, so a request never waits for its audit record. AuditEvents are ordinary
-resources: administrators search them like any other (``AuditEvent?altid=client-a``,
-``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``); the policy keeps everyone
-else out. On shutdown the queue is drained before the store closes.
+stores batches of them in the store's audit journal and turns journal records into
+``AuditEvent`` resources when the server has time (or before anyone reads AuditEvents), so a
+request never waits for its audit record and a busy server does not spend its CPU indexing
+them. AuditEvents are ordinary resources: administrators search them like any other
+(``AuditEvent?altid=client-a``, ``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``);
+the policy keeps everyone else out. On shutdown everything recorded is indexed before the
+store closes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime, timezone
 
 from ..formats import json as fjson
 from ..repository import new_id
-from ..store.base import StoredResource
+from ..store.base import StoredResource, VersionConflict
 
 log = logging.getLogger("fhir_server.audit")
 
@@ -32,6 +34,11 @@ _GATHER_SECONDS = 0.25
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _instant(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
 
 
 def outcome_code(status: int) -> str:
@@ -65,7 +72,7 @@ def audit_event(event: dict) -> dict:
                  "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
         "action": _ACTION.get(interaction, "E"),
-        "recorded": event.get("recorded") or _now(),
+        "recorded": event.get("recorded") or (_instant(event["at"]) if event.get("at") else _now()),
         "outcome": outcome_code(status),
         "outcomeDesc": f"{status} {event.get('method', '')} {event.get('path', '')}"[:500]
                        + (f": {event['reason']}" if event.get("reason") else ""),
@@ -91,81 +98,168 @@ def audit_event(event: dict) -> dict:
     return resource
 
 
+class _CatchUp:
+    """A request to the writer thread: index everything recorded so far, then set ``done``."""
+
+    __slots__ = ("done",)
+
+    def __init__(self):
+        self.done = threading.Event()
+
+
 class AuditWriter:
-    def __init__(self, store):
+    """Records requests in two steps, so that auditing costs the request path next to nothing.
+
+    1. *Journal*: the writer thread stores the records queued in the last quarter second in
+       the store's audit journal, ``per_entry`` records to a journal entry, one transaction
+       per batch (a few µs per record).
+    2. *Index*: journal entries become ``AuditEvent`` resources (built, indexed, searchable;
+       ~100–300 µs each), one entry per transaction, while the server is idle (no request
+       for ``idle_seconds``), whenever the journal holds more than ``max_backlog`` entries,
+       and before anything that can read AuditEvents (:meth:`catch_up`, which the middleware
+       calls for administrators' AuditEvent and system-level reads), so a search never misses
+       a recorded request.
+
+    AuditEvent ids are fixed in the journal (the entry's id and the record's place in it), so
+    indexing an entry twice (a crash between writing its AuditEvents and dropping it, on a
+    store without transactions) writes each AuditEvent once.
+    """
+
+    def __init__(self, store, idle_seconds: float = 0.2, max_backlog: int = 400, per_entry: int = 50,
+                 max_queued: int = 100000):
         self.store = store
-        self.queue: queue.Queue = queue.Queue(maxsize=100000)
+        self.idle_seconds = idle_seconds
+        self.max_backlog = max_backlog
+        self.per_entry = per_entry
+        self.max_queued = max_queued
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.dropped = 0
+        self.last_activity = time.monotonic()
+        with store.session() as session:
+            #: journal entries not yet indexed (only the writer thread changes it)
+            self.backlog = session.count_audit_records()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._stopping = False
         self._thread.start()
+
+    def active(self) -> None:
+        """A request has started: indexing waits until the server is idle again."""
+        self.last_activity = time.monotonic()
 
     def record(self, event: dict) -> None:
         """Queue one request record; never blocks the request (a full queue drops and counts)."""
-        event.setdefault("recorded", _now())
-        try:
-            self.queue.put_nowait(event)
-        except queue.Full:
+        event.setdefault("at", time.time_ns())
+        self.last_activity = time.monotonic()
+        if self.queue.qsize() >= self.max_queued:
             self.dropped += 1
             if self.dropped % 1000 == 1:
                 log.error("audit queue full: %d audit records dropped so far", self.dropped)
+            return
+        self.queue.put_nowait(event)
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything queued so far is stored (tests, shutdown)."""
-        self.queue.join()
+    @property
+    def pending(self) -> bool:
+        """Is anything recorded not yet searchable as an AuditEvent?"""
+        return bool(self.backlog or self.queue.qsize())
+
+    def catch_up(self, timeout: float | None = None) -> bool:
+        """Wait until everything recorded so far is an AuditEvent (searches, tests, shutdown)."""
+        if not self._thread.is_alive():
+            return False
+        marker = _CatchUp()
+        self.queue.put(marker)
+        return marker.done.wait(timeout)
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self.flush()
-            self._stopping = True
+            self.catch_up()
             self.queue.put(None)
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while True:
-            first = self.queue.get()
+            try:
+                first = self.queue.get(timeout=self.idle_seconds if self.backlog else None)
+            except queue.Empty:
+                first = _IDLE
             if first is None:
-                self.queue.task_done()
                 return
-            # let a batch gather: one transaction (and one wake-up of this thread) per many requests
-            time.sleep(_GATHER_SECONDS)
-            batch = [first]
+            batch, markers = [], []
+            if isinstance(first, _CatchUp):
+                markers.append(first)
+            elif first is not _IDLE:
+                batch.append(first)
+                # let a batch gather: one transaction (and one wake-up of this thread) per many requests
+                time.sleep(_GATHER_SECONDS)
+            stop = False
             while len(batch) < _BATCH:
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    self.queue.put(None)  # seen after this batch
-                    self.queue.task_done()
+                    stop = True
                     break
-                batch.append(item)
+                (markers if isinstance(item, _CatchUp) else batch).append(item)
             try:
-                self._write(batch)
+                if batch:
+                    self._journal(batch)
+                self._index(everything=bool(markers))
             except Exception:  # the writer must survive a failing batch (e.g. store busy)
-                log.exception("could not write %d audit events", len(batch))
-            finally:
-                for _ in batch:
-                    self.queue.task_done()
+                log.exception("could not write %d audit records", len(batch))
+            for marker in markers:
+                marker.done.set()
+            if stop:
+                return
 
-    def _write(self, batch: list[dict]) -> None:
-        """One transaction per batch; one per event on a store whose write sessions hold a single write
-        (MongoDB without transactions), where a batch would be refused and its events lost."""
+    def _journal(self, batch: list[dict]) -> None:
+        size = self.per_entry
+        entries = [fjson.dumps({"id": new_id(), "records": batch[i:i + size]}) for i in range(0, len(batch), size)]
+        with self.store.session(write=True) as session:
+            session.append_audit_records(entries)
+        self.backlog += len(entries)
+
+    def _idle(self) -> bool:
+        return time.monotonic() - self.last_activity >= self.idle_seconds and self.queue.empty()
+
+    def _index(self, everything: bool) -> None:
+        """Turn journal entries into AuditEvents: all of them, or while idle or over the backlog bound."""
+        while self.backlog and (everything or self.backlog > self.max_backlog or self._idle()):
+            with self.store.session() as session:
+                pending = session.pending_audit_records(1)
+            if not pending:
+                self.backlog = 0
+                return
+            (position, entry), = pending
+            self._write(position, fjson.loads(entry))
+            self.backlog = max(0, self.backlog - 1)
+
+    def _write(self, position, entry: dict) -> None:
+        """One transaction per journal entry; one per record on a store whose write sessions hold a single
+        write (MongoDB without transactions), where the entry goes once all its AuditEvents are written."""
+        ids = [f"{entry['id']}-{n}" for n in range(len(entry["records"]))]
         if not getattr(self.store, "transactional", True):
-            for event in batch:
+            for id, event in zip(ids, entry["records"]):
                 with self.store.session(write=True) as session:
-                    self._write_one(session, event)
+                    self._write_one(session, event, id)
+            with self.store.session(write=True) as session:
+                session.remove_audit_records([position])
             return
         with self.store.session(write=True) as session:
-            for event in batch:
-                self._write_one(session, event)
+            for id, event in zip(ids, entry["records"]):
+                self._write_one(session, event, id)
+            session.remove_audit_records([position])
 
     @staticmethod
-    def _write_one(session, event: dict) -> None:
+    def _write_one(session, event: dict, id: str) -> None:
         resource = audit_event(event)
-        id = new_id()
         recorded = _now()
         resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
                     **{k: v for k, v in resource.items() if k != "resourceType"}}
         record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")
-        session.write(record, resource, 0)
+        try:
+            session.write(record, resource, 0)
+        except VersionConflict:
+            pass  # written before: its journal entry outlived a crash
+
+
+_IDLE = object()

@@ -19,9 +19,6 @@ With no caller in context (auth off, start-up, the audit writer) everything pass
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 from ..errors import FhirError
 from .context import current_caller, current_guard
 from ..repository import valid_id
@@ -158,6 +155,22 @@ class GuardedSession:
                                      "owner or performer)", "forbidden")
 
 
+class _GuardedScope:
+    """The inner store's session context, entered as a :class:`GuardedSession` (a class, not a generator:
+    one is made per request)."""
+
+    __slots__ = ("scope", "guard")
+
+    def __init__(self, scope, guard: Guard):
+        self.scope, self.guard = scope, guard
+
+    def __enter__(self) -> GuardedSession:
+        return GuardedSession(self.scope.__enter__(), self.guard)
+
+    def __exit__(self, *exc_info):
+        return self.scope.__exit__(*exc_info)
+
+
 class GuardedStore:
     """A store whose sessions are :class:`GuardedSession` s; ``on_close`` runs before the store closes."""
 
@@ -169,10 +182,10 @@ class GuardedStore:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    @contextmanager
-    def session(self, write: bool = False) -> Iterator:
-        with self.inner.session(write=write) as session:
-            yield GuardedSession(session, self.guard) if self.guard is not None else session
+    def session(self, write: bool = False):
+        if self.guard is None:
+            return self.inner.session(write=write)
+        return _GuardedScope(self.inner.session(write=write), self.guard)
 
     def close(self) -> None:
         if self.on_close is not None:

@@ -11,7 +11,9 @@ One pure-ASGI middleware in front of the FHIR routes (cheaper than ``BaseHTTPMid
    administrator-only types, and — for instance history, instance operations and writes by
    id — the access policy (404 when hidden; reads and vreads check it in the session that
    reads, :func:`~fhir_server.security.guarded_store.check_client_read`);
-4. records one audit entry per request, including refusals, after the response is sent.
+4. records one audit entry per request, including refusals, after the response is sent; a
+   request that may return AuditEvents (an administrator's, or any with auth off) first waits
+   until every recorded request is an indexed AuditEvent (``AuditWriter.catch_up``).
 
 Checks that need the request body (Bundle entries, the resource being written) happen in
 the guarded store and the Bundle hook, with the caller this middleware set.
@@ -19,7 +21,10 @@ the guarded store and the Bundle hook, with the caller this middleware set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from ..errors import FhirError, issue, operation_outcome
 from ..formats import json as fjson
@@ -32,8 +37,9 @@ from .tokens import InvalidToken
 PUBLIC_PATHS = frozenset(("/metadata", "/.well-known/smart-configuration", "/auth/token", "/openapi.json"))
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
+class Interaction(NamedTuple):
+    """What a request asks for (a tuple: one is made per request)."""
+
     name: str
     resource_type: str | None = None
     id: str | None = None
@@ -112,8 +118,11 @@ def _outcome_response(status: int, code: str, diagnostics: str, headers: dict | 
 
 
 class SecurityMiddleware:
-    def __init__(self, app, settings, tokens=None, guard=None, audit=None):
+    def __init__(self, app, settings, tokens=None, guard=None, audit=None, endpoints=None):
         self.app = app
+        #: (method, path) → Starlette endpoint answered here (the OAuth token and SMART configuration)
+        self.endpoints = endpoints or {}
+        self.endpoint_paths = frozenset(path for _, path in self.endpoints)
         self.max_url = settings.max_url_bytes
         self.max_headers = settings.max_header_bytes
         self.tokens = tokens
@@ -131,12 +140,24 @@ class SecurityMiddleware:
             return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
         if self.tokens is None and self.audit is None:
             return await self.app(scope, receive, send)
+        if scope["path"] in self.endpoint_paths:
+            return await self._endpoint(scope, receive, send)
         return await self._secured(scope, receive, send, headers)
+
+    async def _endpoint(self, scope, receive, send):
+        endpoint = self.endpoints.get((scope["method"], scope["path"]))
+        if endpoint is None:
+            allowed = ", ".join(sorted(m for m, p in self.endpoints if p == scope["path"]))
+            return await _outcome_response(405, "not-supported", f"{scope['path']} allows {allowed}",
+                                           {"Allow": allowed})(send)
+        response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def _secured(self, scope, receive, send, headers):
         path, method = scope["path"], scope["method"]
         event: dict | None = None
         if self.audit is not None and path not in PUBLIC_PATHS:
+            self.audit.active()
             client = scope.get("client")
             event = {"method": method, "path": path, "address": client[0] if client else None}
         status_box = [0]
@@ -166,11 +187,15 @@ class SecurityMiddleware:
                     return await responder(send)
                 scope.setdefault("state", {})["caller"] = caller
                 tokens = set_current(caller, self.guard)
+                if self.audit is not None and caller.admin and self.audit.pending and _reads_audit(interaction, scope):
+                    await run_in_threadpool(self.audit.catch_up)
             elif event is not None:
                 content_type = _header(headers, b"content-type")
                 interaction = classify(method, path, content_type)
                 event.update(interaction=interaction.name, resource_type=interaction.resource_type,
                              id=interaction.id)
+                if self.audit.pending and _reads_audit(interaction, scope):
+                    await run_in_threadpool(self.audit.catch_up)
             await self.app(scope, receive, send_capturing)
         finally:
             if tokens is not None:
@@ -230,6 +255,17 @@ class SecurityMiddleware:
             # a hidden resource answers 404 before its body is parsed, validated or patched
             with self.guard.store.session() as session:
                 self.guard.check_visible_in(session, resource_type, interaction.id, caller, existing_only=True)
+
+
+#: system-level interactions that may return AuditEvents (searches, history, Bundle entries, $export)
+_SYSTEM_READS = frozenset(("search-system", "history-system", "transaction", "operation"))
+
+
+def _reads_audit(interaction: Interaction, scope) -> bool:
+    """May this request return AuditEvents? Then the audit journal is indexed first (see ``AuditWriter``)."""
+    if interaction.resource_type == "AuditEvent" or b"AuditEvent" in (scope.get("query_string") or b""):
+        return True
+    return interaction.resource_type is None and interaction.name in _SYSTEM_READS
 
 
 def _header(headers, name: bytes) -> str:

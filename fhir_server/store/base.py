@@ -61,6 +61,20 @@ class Session(Protocol):
     def search(self, query: Any) -> Any:
         """Run a parsed search (see fhir_server.search) and return its page of results."""
 
+    # The audit journal: request records stored as they come (one cheap row each) and turned into
+    # indexed AuditEvent resources later (see fhir_server.security.audit).
+
+    def append_audit_records(self, records: list[bytes]) -> None:
+        """Append opaque records to the audit journal (durable with the session's commit)."""
+
+    def pending_audit_records(self, limit: int) -> list[tuple[Any, bytes]]:
+        """The oldest journal records, as (position, record)."""
+
+    def remove_audit_records(self, positions: list[Any]) -> None:
+        """Drop journal records by position (once their AuditEvents are written)."""
+
+    def count_audit_records(self) -> int: ...
+
 
 class Store(Protocol):
     def session(self, write: bool = False) -> AbstractContextManager[Session]:

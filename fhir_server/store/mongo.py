@@ -43,6 +43,7 @@ from .base import StoredResource, VersionConflict
 from .mongo_index import INDEX_FIELDS, derived_fields, ensure_indexes, index_fields
 
 RESOURCES, HISTORY, COUNTERS, LOCKS = "resources", "history", "counters", "locks"
+AUDIT_JOURNAL = "audit_journal"
 #: how long a conditional-write lease lives if its holder dies, and how long a writer waits for one
 LEASE_SECONDS = 30
 LEASE_WAIT = 10
@@ -109,6 +110,8 @@ class MongoSession:
         #: without transactions
         self.undo: list[tuple[str, str, dict | None, int]] = []
         self.leases: list[str] = []
+        #: ("added", ids) or ("removed", documents) per audit journal change, for the modes without transactions
+        self.journal_undo: list[tuple[str, list]] = []
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -151,6 +154,31 @@ class MongoSession:
         if self.writable:
             self._lock_criterion(query)
         return search(self, query)
+
+    # ---- the audit journal (ObjectIds give the order) ---------------------------------------
+
+    def append_audit_records(self, records: list[bytes]) -> None:
+        if not self.writable:
+            raise RuntimeError("write in a read-only session")
+        if records:
+            result = self.store.db[AUDIT_JOURNAL].insert_many([{"record": r} for r in records], ordered=True,
+                                                              session=self.cs)
+            if self.cs is None:
+                self.journal_undo.append(("added", list(result.inserted_ids)))
+
+    def pending_audit_records(self, limit: int) -> list[tuple[object, bytes]]:
+        docs = self.store.db[AUDIT_JOURNAL].find({}, session=self.cs).sort("_id", 1).limit(int(limit))
+        return [(doc["_id"], bytes(doc["record"])) for doc in docs]
+
+    def remove_audit_records(self, positions: list) -> None:
+        if positions:
+            journal, selector = self.store.db[AUDIT_JOURNAL], {"_id": {"$in": list(positions)}}
+            if self.cs is None:
+                self.journal_undo.append(("removed", list(journal.find(selector))))
+            journal.delete_many(selector, session=self.cs)
+
+    def count_audit_records(self) -> int:
+        return self.store.db[AUDIT_JOURNAL].count_documents({}, session=self.cs)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -251,6 +279,13 @@ class MongoSession:
             else:
                 db[RESOURCES].replace_one(mine, previous)
         self.undo.clear()
+        journal = db[AUDIT_JOURNAL]
+        for change, items in reversed(self.journal_undo):
+            if change == "added":
+                journal.delete_many({"_id": {"$in": items}})
+            elif items:
+                journal.insert_many(items)
+        self.journal_undo.clear()
 
     def release(self) -> None:
         if self.leases:

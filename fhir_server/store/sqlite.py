@@ -36,6 +36,7 @@ SCHEMA = [
     "CREATE UNIQUE INDEX IF NOT EXISTS history_version ON history (rtype, id, version)",
     "CREATE INDEX IF NOT EXISTS history_type ON history (rtype, seq)",
     "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
+    "CREATE TABLE IF NOT EXISTS audit_journal (pos INTEGER PRIMARY KEY, record BLOB NOT NULL)",
 ]
 
 #: databases written before bodies were stored once kept a copy in ``resources``; opening one
@@ -135,6 +136,19 @@ class SQLiteSession:
 
     def search(self, query):
         return self.store.index.search(self, query)
+
+    def append_audit_records(self, records: list[bytes]) -> None:
+        self.conn.executemany("INSERT INTO audit_journal (record) VALUES (?)", [(r,) for r in records])
+
+    def pending_audit_records(self, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.conn.execute("SELECT pos, record FROM audit_journal ORDER BY pos LIMIT ?", (int(limit),))
+        return [(pos, bytes(record)) for pos, record in rows]
+
+    def remove_audit_records(self, positions: list[int]) -> None:
+        self.conn.executemany("DELETE FROM audit_journal WHERE pos = ?", [(p,) for p in positions])
+
+    def count_audit_records(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM audit_journal").fetchone()[0]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

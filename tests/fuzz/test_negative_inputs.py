@@ -199,7 +199,7 @@ def fuzz_auth_client(tmp_path_factory):
     app = create_app(settings, open_store(f"sqlite:///{tmp / 'f.db'}"))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
-        app.state.audit.flush()
+        app.state.audit.catch_up()
 
 
 @FUZZ

@@ -132,7 +132,7 @@ def audit_events(app, **params) -> list[dict]:
     """AuditEvents stored so far, read directly from the store (after draining the audit queue)."""
     from fhir_server.formats import json as fjson
 
-    app.state.audit.flush()
+    app.state.audit.catch_up()
     with app.state.store.inner.session() as session:
         records, _ = session.history("AuditEvent", None, None, 100000, 0, None)
     events = {}

@@ -82,3 +82,84 @@ def test_writer_keeps_every_event_on_a_store_of_one_write_per_session():
             assert len(find(session, "AuditEvent", "altid=hosp-a")) == 3
     finally:
         store.close()
+
+
+def _count(store, query: str = "") -> int:
+    from fhir_server.search import find
+
+    with store.session() as session:
+        return len(find(session, "AuditEvent", query))
+
+
+def _journaled(store) -> int:
+    with store.session() as session:
+        return session.count_audit_records()
+
+
+def _read_event(path: str) -> dict:
+    _, resource_type, id = path.split("/")
+    return {"interaction": "read", "method": "GET", "path": path, "status": 200, "client_id": "hosp-a",
+            "organization": "Organization/org-a", "resource_type": resource_type, "id": id}
+
+
+def test_a_busy_server_journals_records_and_indexes_them_once_idle(store):
+    import time
+
+    from tests.conftest import wait_for
+
+    writer = AuditWriter(store, idle_seconds=0.3)
+    try:
+        for n in range(3):
+            writer.record(_read_event(f"/Task/t{n}"))
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # requests keep coming: nothing is indexed
+            writer.active()
+            time.sleep(0.02)
+        assert _journaled(store) == 1 and _count(store) == 0  # one entry holds the three records
+        wait_for(lambda: _count(store) == 3, seconds=5)  # idle: indexed without being asked
+        assert _journaled(store) == 0 and not writer.pending
+    finally:
+        writer.close()
+
+
+def test_catch_up_makes_everything_recorded_searchable_at_once(store):
+    writer = AuditWriter(store, idle_seconds=3600)
+    try:
+        for n in range(120):  # more than one journal entry
+            writer.record(_read_event(f"/Task/t{n}"))
+        writer.active()
+        assert writer.catch_up(timeout=30)
+        with store.session() as session:
+            assert session.history("AuditEvent", count=1)[1] == 120 and session.count_audit_records() == 0
+        assert _count(store, "subtype=read&entity=Task/t119") == 1
+    finally:
+        writer.close()
+
+
+def test_a_journal_left_behind_is_indexed_once_on_the_next_start(store):
+    """Entries journaled before a stop (or a crash after some of their AuditEvents were written) become one
+    AuditEvent per record."""
+    from fhir_server.formats import json as fjson
+
+    records = [{**_read_event(f"/Task/t{n}"), "recorded": "2026-12-02T01:00:00Z"} for n in range(3)]
+    with store.session(write=True) as session:
+        AuditWriter._write_one(session, records[0], "journaled-0")  # written, but its entry was not dropped
+        session.append_audit_records([fjson.dumps({"id": "journaled", "records": records})])
+    writer = AuditWriter(store, idle_seconds=3600)
+    try:
+        assert writer.pending
+        writer.catch_up(timeout=30)
+        assert _count(store) == 3 and _journaled(store) == 0
+        assert _count(store, "_id=journaled-2&entity=Task/t2") == 1
+    finally:
+        writer.close()
+
+
+def test_an_administrator_search_sees_requests_of_a_server_that_was_never_idle(auth_client, auth_app, tokens,
+                                                                               consortium):
+    auth_app.state.audit.idle_seconds = 3600  # only a catch-up indexes
+    member, admin = tokens.headers("hosp-a"), tokens.headers("platform")
+    for _ in range(3):
+        assert auth_client.get("/ServiceRequest/sr1", headers=member).status_code == 200
+    found = auth_client.get("/AuditEvent?entity=ServiceRequest/sr1&altid=hosp-a", headers=admin).json()
+    assert found["total"] == 3

@@ -160,3 +160,9 @@ def test_token_requests_leave_audit_events(auth_client, auth_app, keys):
     logins = [e for e in audit_events(auth_app) if e["type"]["code"] == "110114"]
     assert sorted(e["outcome"] for e in logins) == ["0", "4"]
     assert all(e["agent"][0].get("altId") == "hosp-a" for e in logins if e["outcome"] == "0")
+
+
+def test_token_endpoint_answers_other_methods_with_405(auth_client):
+    response = auth_client.get("/auth/token")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["resourceType"] == "OperationOutcome"

@@ -250,3 +250,28 @@ def test_concurrent_conditional_creates_make_one_resource(store):
     assert sorted(created) == [False] * 5 + [True]
     with store.session() as session:
         assert session.history("Patient")[1] == 1
+
+
+def test_audit_journal_keeps_records_in_order_until_removed(store):
+    with store.session(write=True) as session:
+        session.append_audit_records([b'{"n": 1}', b'{"n": 2}'])
+        session.append_audit_records([b'{"n": 3}'])
+    with store.session() as session:
+        assert session.count_audit_records() == 3
+        pending = session.pending_audit_records(2)
+    assert [record for _, record in pending] == [b'{"n": 1}', b'{"n": 2}']
+    with store.session(write=True) as session:
+        session.remove_audit_records([position for position, _ in pending])
+    with store.session() as session:
+        assert [record for _, record in session.pending_audit_records(10)] == [b'{"n": 3}']
+
+
+def test_audit_journal_appends_roll_back_with_their_session(store):
+    if not getattr(store, "transactional", True):
+        pytest.skip("this store has no multi-document transactions")
+    with pytest.raises(RuntimeError):
+        with store.session(write=True) as session:
+            session.append_audit_records([b"{}"])
+            raise RuntimeError("abort")
+    with store.session() as session:
+        assert session.count_audit_records() == 0
