@@ -31,8 +31,8 @@ def normalize(text: str) -> str:
 
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _DAY = 86_400_000_000
-#: 10000-01-01 in days since 1970-01-01: a range reaching it is open-ended
-_END_DAY = 2_932_897
+#: 10000-01-01 in µs since 1970-01-01 (2,932,897 days): a range reaching it is open-ended
+_END = 2_932_897 * _DAY
 
 
 def _days(y: int, m: int, d: int) -> int:
@@ -97,10 +97,10 @@ def date_range(text: str) -> tuple[int, int] | None:
                 width = 1_000_000
             end = low + width
             offset = _offset_micros(zone)
-            low, end = low - offset, (end - offset if end < _END_DAY * _DAY else end)
+            low, end = low - offset, (end - offset if end < _END else end)
     except ValueError:
         return None
-    return low, (end - 1 if end < _END_DAY * _DAY else MAX_TIME)
+    return low, (end - 1 if end < _END else MAX_TIME)
 
 
 def decimal_range(value: Decimal) -> tuple[Decimal, Decimal]:

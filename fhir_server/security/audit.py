@@ -17,10 +17,10 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ..formats import json as fjson
-from ..repository import new_id
+from ..repository import instant, new_id, now_instant
 from ..store.base import StoredResource, VersionConflict
 
 log = logging.getLogger("fhir_server.audit")
@@ -32,13 +32,16 @@ _BATCH = 500
 _GATHER_SECONDS = 0.25
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _instant(ns: int) -> str:
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+def _recorded(event: dict) -> str:
+    """When the request was recorded: ``recorded`` as given, else the ``time_ns`` stamp of ``record``."""
+    if event.get("recorded"):
+        return event["recorded"]
+    if event.get("at"):
+        return instant(_EPOCH + timedelta(microseconds=event["at"] // 1000))
+    return now_instant()
 
 
 def outcome_code(status: int) -> str:
@@ -72,7 +75,7 @@ def audit_event(event: dict) -> dict:
                  "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
         "action": _ACTION.get(interaction, "E"),
-        "recorded": event.get("recorded") or (_instant(event["at"]) if event.get("at") else _now()),
+        "recorded": _recorded(event),
         "outcome": outcome_code(status),
         "outcomeDesc": f"{status} {event.get('method', '')} {event.get('path', '')}"[:500]
                        + (f": {event['reason']}" if event.get("reason") else ""),
@@ -252,7 +255,7 @@ class AuditWriter:
     @staticmethod
     def _write_one(session, event: dict, id: str) -> None:
         resource = audit_event(event)
-        recorded = _now()
+        recorded = now_instant()
         resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
                     **{k: v for k, v in resource.items() if k != "resourceType"}}
         record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")

@@ -167,7 +167,7 @@ class SecurityMiddleware:
                 status_box[0] = message["status"]
             await send(message)
 
-        tokens = None
+        tokens = caller = interaction = None
         try:
             if self.tokens is not None and path not in PUBLIC_PATHS:
                 caller, interaction, refusal = self._authorize(scope, method, path, headers)
@@ -187,15 +187,15 @@ class SecurityMiddleware:
                     return await responder(send)
                 scope.setdefault("state", {})["caller"] = caller
                 tokens = set_current(caller, self.guard)
-                if self.audit is not None and caller.admin and self.audit.pending and _reads_audit(interaction, scope):
-                    await run_in_threadpool(self.audit.catch_up)
             elif event is not None:
                 content_type = _header(headers, b"content-type")
                 interaction = classify(method, path, content_type)
                 event.update(interaction=interaction.name, resource_type=interaction.resource_type,
                              id=interaction.id)
-                if self.audit.pending and _reads_audit(interaction, scope):
-                    await run_in_threadpool(self.audit.catch_up)
+            # anyone may read AuditEvents with auth off; with it on, administrators only
+            if (event is not None and (caller is None or caller.admin) and self.audit.pending
+                    and _reads_audit(interaction, scope)):
+                await run_in_threadpool(self.audit.catch_up)
             await self.app(scope, receive, send_capturing)
         finally:
             if tokens is not None:
