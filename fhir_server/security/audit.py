@@ -191,8 +191,10 @@ class AuditWriter:
                 markers.append(first)
             elif first is not _IDLE:
                 batch.append(first)
-                # let a batch gather: one transaction (and one wake-up of this thread) per many requests
-                time.sleep(_GATHER_SECONDS)
+                # let a batch gather: one transaction (and one wake-up of this thread) per many requests;
+                # under load a full batch is already waiting, and sleeping would let the queue outgrow the writer
+                if self.queue.qsize() < _BATCH:
+                    time.sleep(_GATHER_SECONDS)
             stop = False
             while len(batch) < _BATCH:
                 try:

@@ -163,3 +163,23 @@ def test_an_administrator_search_sees_requests_of_a_server_that_was_never_idle(a
         assert auth_client.get("/ServiceRequest/sr1", headers=member).status_code == 200
     found = auth_client.get("/AuditEvent?entity=ServiceRequest/sr1&altid=hosp-a", headers=admin).json()
     assert found["total"] == 3
+
+
+def test_under_load_the_writer_journals_without_waiting_for_a_batch_to_gather(store, monkeypatch):
+    """A full batch already waiting is journaled at once: sleeping between batches would let a busy server's
+    queue outgrow the writer (and, once full, drop records)."""
+    import fhir_server.security.audit as audit
+
+    sleeps = []
+    real_sleep = audit.time.sleep
+    monkeypatch.setattr(audit.time, "sleep", lambda seconds: (sleeps.append(seconds), real_sleep(seconds)))
+    writer = AuditWriter(store, idle_seconds=3600)
+    try:
+        for n in range(5 * audit._BATCH):
+            writer.record(_read_event(f"/Task/t{n}"))
+        assert writer.catch_up(timeout=60)
+        with store.session() as session:
+            assert session.history("AuditEvent", count=1)[1] == 5 * audit._BATCH and writer.dropped == 0
+        assert len(sleeps) <= 2, sleeps  # the first record's gathering, not one wait per batch
+    finally:
+        writer.close()
