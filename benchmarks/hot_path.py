@@ -3,10 +3,13 @@
 Calls the ASGI app directly (no sockets, no client library) for read-by-id, create and a
 10-entry transaction on a fresh SQLite store, prints microseconds per request, and with
 ``--profile`` the top functions by cumulative time (cProfile), so a change to the hot path
-can be measured in seconds instead of a full load run.
+can be measured in seconds instead of a full load run. ``--auth`` runs the same requests as a
+consortium member with a bearer token, the access policy and the audit trail on (the in-process
+counterpart of ``auth.py``).
 
     python benchmarks/hot_path.py
     python benchmarks/hot_path.py --profile create --top 40
+    python benchmarks/hot_path.py --auth --scenarios read,create
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from fhir_server.formats import json as fjson
 
 DATA = Path(__file__).resolve().parent / "data"
 JSON = b"application/fhir+json"
+BASE = "http://127.0.0.1:8080"
 
 
-async def call(app, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+async def call(app, method: str, path: str, body: bytes = b"", headers: tuple = ()) -> tuple[int, bytes]:
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
              "headers": [(b"host", b"127.0.0.1"), (b"accept", JSON), (b"content-type", JSON),
-                         (b"content-length", str(len(body)).encode())],
+                         (b"content-length", str(len(body)).encode()), *headers],
              "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80)}
     sent = False
     status, chunks = 0, []
@@ -55,26 +59,59 @@ async def call(app, method: str, path: str, body: bytes = b"") -> tuple[int, byt
     return status, b"".join(chunks)
 
 
-async def scenario_requests(app) -> dict[str, tuple[str, str, bytes, int]]:
+async def scenario_requests(app, headers: tuple = ()) -> dict[str, tuple[str, str, bytes, int, tuple]]:
     create_body = (DATA / "servicerequest.json").read_bytes()
-    status, answer = await call(app, "POST", "/ServiceRequest", create_body)
+    status, answer = await call(app, "POST", "/ServiceRequest", create_body, headers)
     assert status == 201, answer
     id = fjson.loads(answer)["id"]
     return {
-        "read": ("GET", f"/ServiceRequest/{id}", b"", 200),
-        "create": ("POST", "/ServiceRequest", create_body, 201),
-        "transaction": ("POST", "/", (DATA / "transaction.json").read_bytes(), 200),
+        "read": ("GET", f"/ServiceRequest/{id}", b"", 200, headers),
+        "create": ("POST", "/ServiceRequest", create_body, 201, headers),
+        "transaction": ("POST", "/", (DATA / "transaction.json").read_bytes(), 200, headers),
     }
+
+
+def auth_settings(directory: Path) -> tuple[Settings, object]:
+    """Settings with authentication on and one consortium member registered (the performer of the benchmark
+    ServiceRequest, as in ``auth.py``); returns them with the member's private key."""
+    from joserfc.jwk import ECKey
+
+    from fhir_server.security.clients import client_from_json, write_clients
+
+    key = ECKey.generate_key("P-384", private=True, auto_kid=True)
+    client = client_from_json({"client_id": "bench-member", "organization": "Organization/bench-hospital",
+                               "scopes": ["system/*.cruds"], "jwks": {"keys": [key.as_dict(private=False)]}})
+    write_clients(directory / "clients.json", {"bench-member": client})
+    settings = Settings(data_dir=directory, base_url=BASE, auth_enabled=True,
+                        auth_clients_file=str(directory / "clients.json"), auth_token_secret="hot-path-secret")
+    return settings, key
+
+
+def bearer(app, key) -> tuple:
+    """The member's Authorization header, from the app's own token service (a signed client assertion)."""
+    import uuid
+
+    from joserfc import jwt
+
+    from fhir_server.security.tokens import ASSERTION_TYPE, TOKEN_PATH
+
+    claims = {"iss": "bench-member", "sub": "bench-member", "aud": f"{BASE}{TOKEN_PATH}",
+              "exp": int(time.time()) + 240, "jti": uuid.uuid4().hex}
+    assertion = jwt.encode({"alg": "ES384", "kid": key.kid}, claims, key, algorithms=["ES384"])
+    answer = app.state.tokens.issue({"grant_type": "client_credentials", "scope": "system/*.cruds",
+                                     "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion},
+                                    f"{BASE}{TOKEN_PATH}")
+    return ((b"authorization", f"Bearer {answer['access_token']}".encode()),)
 
 
 async def measure(app, request, count: int) -> tuple[float, float]:
     """Wall and CPU microseconds per request (CPU time is the steadier one on a busy machine)."""
-    method, path, body, expect = request
+    method, path, body, expect, headers = request
     for _ in range(min(50, count)):
-        await call(app, method, path, body)
+        await call(app, method, path, body, headers)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
-        status, answer = await call(app, method, path, body)
+        status, answer = await call(app, method, path, body, headers)
         if status != expect:
             raise SystemExit(f"{method} {path} answered {status}: {answer[:300]!r}")
     return (time.perf_counter() - start) / count * 1e6, (time.process_time() - cpu) / count * 1e6
@@ -86,12 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="read,create,transaction")
     parser.add_argument("--profile", choices=["read", "create", "transaction"])
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--auth", action="store_true", help="as a consortium member: bearer token, policy, audit")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fhir-hot-") as tmp:
-        app = create_app(Settings(data_dir=Path(tmp), base_url="http://127.0.0.1:8080"))
+        if args.auth:
+            settings, key = auth_settings(Path(tmp))
+            app = create_app(settings)
+            headers = bearer(app, key)
+        else:
+            app, headers = create_app(Settings(data_dir=Path(tmp), base_url=BASE)), ()
 
         async def run() -> None:
-            requests = await scenario_requests(app)
+            requests = await scenario_requests(app, headers)
             if args.profile:
                 request = requests[args.profile]
                 count = args.count // 10 if args.profile == "transaction" else args.count
