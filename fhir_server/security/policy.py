@@ -248,6 +248,7 @@ class _QuickPlan:
     admits: frozenset
     chains: tuple  # (reference key on the resource, target type, rows admitting the target, its key)
     keys: frozenset
+    admit_rows: tuple  # ``admits`` in a fixed order, for the store's index lookup
 
 
 def _admitting_rows(clause) -> frozenset:
@@ -276,7 +277,7 @@ def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, c
                     and all(isinstance(v, ReferenceValue) for v in inner.values)):
                 chains.append((alternative.param.key, target, _admitting_rows(inner), frozenset((inner.param.key,))))
                 keys.add(alternative.param.key)
-    plan = _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys))
+    plan = _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys), tuple(sorted(admits)))
     with policy._lock:
         if len(policy._plans) > 20000:
             policy._plans.clear()
@@ -287,11 +288,13 @@ def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, c
 def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "read",
                   resource: dict | None = None) -> bool:
     """True when a plain reference rule (``performer={org}``, ``requester:PractitionerRole.organization={org}``)
-    already admits the stored ``record`` (``resource``: its parsed body, when the caller has it); False means
-    "not decided here" (run the query).
+    already admits ``record``, the current version in ``session`` (``resource``: its parsed body, when the
+    caller has it); False means "not decided here" (run the query).
 
-    A shortcut for checks by id: it reads the same index rows the search would compare (extracted by the
-    same extraction, only for the parameters the rules name), so it never admits what the query would refuse.
+    A shortcut for checks by id: it compares the same index rows the search would. Without a parsed body it
+    asks the stored search index when the store can (``references_any``: no parse of the body); otherwise
+    it extracts them with the same extraction, only for the parameters the rules name. Either way it never
+    admits what the query would refuse.
     """
     condition = policy.restriction(caller, record.resource_type, mode)
     if condition is None:
@@ -299,10 +302,18 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     plan = _quick_plan(policy, caller, record.resource_type, mode, condition)
     if not plan.keys:
         return False
-    rows = _reference_rows(policy, record.resource_type,
-                           resource if resource is not None else _parsed(record.body), plan.keys)
-    if any(row[:3] in plan.admits for row in rows):
-        return True
+    lookup = getattr(session, "references_any", None) if resource is None else None
+    if lookup is not None:
+        if lookup(record.resource_type, record.id, plan.admit_rows):
+            return True
+        if not plan.chains:
+            return False
+        rows = _reference_rows(policy, record.resource_type, _parsed(record.body), plan.keys)
+    else:
+        rows = _reference_rows(policy, record.resource_type,
+                               resource if resource is not None else _parsed(record.body), plan.keys)
+        if any(row[:3] in plan.admits for row in rows):
+            return True
     # following a reference to another resource costs a read
     for chain_key, target, admits, target_keys in plan.chains:
         for key, ttype, tid, *_ in rows:

@@ -137,6 +137,11 @@ class SQLiteSession:
     def search(self, query):
         return self.store.index.search(self, query)
 
+    def references_any(self, resource_type: str, id: str, rows: tuple) -> bool:
+        """Does the search index of ``resource_type/id`` hold one of ``rows``, each (parameter key, target
+        type, target id)? An access check by id asks the index a search would compare, without the body."""
+        return self.store.index.references_any(self.conn, resource_type, id, rows)
+
     def append_audit_records(self, records: list[bytes]) -> None:
         self.conn.executemany("INSERT INTO audit_journal (record) VALUES (?)", [(r,) for r in records])
 

@@ -11,6 +11,7 @@ index serves which query shape.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -381,6 +382,13 @@ class _Sql:
         return f"SELECT c0.rid FROM {_table(target.type)} c0 {' '.join(joins)} WHERE {where}"
 
 
+@functools.lru_cache(maxsize=64)
+def _references_any_sql(count: int) -> str:
+    wanted = " OR ".join(["(x.param = ? AND x.ttype = ? AND x.tid = ?)"] * count)
+    return ("SELECT 1 FROM idx_resource r JOIN idx_reference x ON x.rid = r.rid"
+            f" WHERE r.rtype = ? AND r.id = ? AND ({wanted}) LIMIT 1")
+
+
 class SQLiteIndex:
     def __init__(self, registry=None):
         self._registry = registry
@@ -439,6 +447,14 @@ class SQLiteIndex:
                                                   for v in values])
             else:
                 conn.executemany(_INSERTS[kind], [(v[0], rid, *v[1:]) for v in values])
+
+    def references_any(self, conn, resource_type: str, id: str, rows: tuple) -> bool:
+        if not rows:
+            return False
+        args = [resource_type, id]
+        for row in rows:
+            args.extend(row)
+        return conn.execute(_references_any_sql(len(rows)), args).fetchone() is not None
 
     # -- search --------------------------------------------------------------------------------
     def _sort_expr(self, key, types: tuple) -> str:

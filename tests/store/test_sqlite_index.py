@@ -104,3 +104,50 @@ def test_ids_take_no_index_rows_and_a_search_over_all_types_probes_by_type(tmp_p
             assert not [line for line in plan if FULL_SCAN.match(line)], plan
     finally:
         store.close()
+
+
+def test_references_any_answers_from_the_current_version_index_rows(tmp_path):
+    """The access check by id asks the index, not the body: it follows updates and deletions, and uses indexes."""
+    import json
+
+    from fhir_server.search.registry import default_registry
+    from fhir_server.store import StoredResource
+
+    performer = default_registry().get("ServiceRequest", "performer").key
+    requester = default_registry().get("ServiceRequest", "requester").key
+    store = SQLiteStore(tmp_path / "fhir.db")
+
+    def write(version: int, organization: str | None) -> None:
+        resource = {"resourceType": "ServiceRequest", "id": "sr1", "status": "active", "intent": "order",
+                    "subject": {"reference": "Patient/p1"}}
+        if organization:
+            resource["performer"] = [{"reference": f"Organization/{organization}"}]
+        with store.session(write=True) as session:
+            session.write(StoredResource("ServiceRequest", "sr1", version, f"2026-01-0{version}T00:00:00Z",
+                                         organization is None, b"" if organization is None else
+                                         json.dumps(resource).encode()), None if organization is None else
+                          resource, version - 1)
+
+    def admitted(*rows) -> bool:
+        with store.session() as session:
+            return session.references_any("ServiceRequest", "sr1", rows)
+
+    try:
+        write(1, "org-a")
+        assert admitted((performer, "Organization", "org-a"))
+        assert admitted((requester, "Organization", "org-a"), (performer, "Organization", "org-a"))
+        assert not admitted((requester, "Organization", "org-a"))  # the right party, under another parameter
+        assert not admitted((performer, "Organization", "org-b")) and not admitted()
+        write(2, "org-b")
+        assert admitted((performer, "Organization", "org-b")) and not admitted((performer, "Organization", "org-a"))
+        write(3, None)  # deleted
+        assert not admitted((performer, "Organization", "org-b"))
+        conn = store._connection()
+        from fhir_server.store.sqlite_index import _references_any_sql
+
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + _references_any_sql(2),
+                                               ["ServiceRequest", "sr1", performer, "Organization", "a",
+                                                requester, "Organization", "b"])]
+        assert not [line for line in plan if FULL_SCAN.match(line)], plan
+    finally:
+        store.close()
