@@ -58,6 +58,11 @@ def _operation_letter(name: str, level: str, resource_type: str | None, method: 
     return "r" if level == "instance" else "s"
 
 
+#: method → interaction on ``/Type`` and on ``/Type/id``
+_TYPE_LEVEL = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}
+_INSTANCE_LEVEL = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
 def classify(method: str, path: str, content_type: str = "") -> Interaction:
     """The FHIR interaction a request asks for, by the shape of its path."""
     parts = [p for p in path.split("/") if p]
@@ -75,8 +80,7 @@ def classify(method: str, path: str, content_type: str = "") -> Interaction:
             return Interaction("history-system", letter="s")
         if first == "_search":
             return Interaction("search-system", letter="s")
-        name = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "PUT": "update",
-                "DELETE": "delete"}.get(method, "unknown")
+        name = _TYPE_LEVEL.get(method, "unknown")
         return Interaction(name, first, letter=INTERACTION_LETTER.get(name))
     resource_type, second = first, parts[1]
     if count == 2:
@@ -87,8 +91,7 @@ def classify(method: str, path: str, content_type: str = "") -> Interaction:
             return Interaction("history-type", resource_type, letter="s")
         if second == "_search":
             return Interaction("search-type", resource_type, letter="s")
-        name = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete"}.get(method, "unknown")
+        name = _INSTANCE_LEVEL.get(method, "unknown")
         return Interaction(name, resource_type, second, INTERACTION_LETTER.get(name))
     third = parts[2]
     if count == 3:

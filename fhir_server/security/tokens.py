@@ -179,8 +179,7 @@ class TokenService:
 
     def verify(self, access_token: str) -> Caller:
         now = self.clock()
-        with self._verified_lock:
-            cached = self._verified.get(access_token)
+        cached = self._verified.get(access_token)  # one atomic dict read; the lock guards filling and trimming
         if cached is not None:
             caller, exp = cached
             if exp <= now:
