@@ -113,9 +113,9 @@ class _CatchUp:
 class AuditWriter:
     """Records requests in two steps, so that auditing costs the request path next to nothing.
 
-    1. *Journal*: the writer thread stores the records queued in the last quarter second in
-       the store's audit journal, ``per_entry`` records to a journal entry, one transaction
-       per batch (a few µs per record).
+    1. *Journal*: the writer thread stores the queued records in the store's audit journal,
+       ``per_entry`` records to a journal entry, one transaction per batch of up to 500 (a few
+       µs per record); when less than a batch waits it lets one gather for a quarter second.
     2. *Index*: journal entries become ``AuditEvent`` resources (built, indexed, searchable;
        ~100–300 µs each), one entry per transaction, while the server is idle (no request
        for ``idle_seconds``), whenever the journal holds more than ``max_backlog`` entries,
