@@ -65,18 +65,23 @@ def make_clients(directory: Path) -> tuple[Path, dict]:
     return path, keys
 
 
-def access_token(server: "rest.Server", client_id: str, key) -> str:
-    from urllib.parse import urlencode
-
+def token_form(client_id: str, key, token_url: str) -> dict:
+    """A SMART backend-services token request with a freshly signed client assertion."""
     from joserfc import jwt
 
     from fhir_server.security.tokens import ASSERTION_TYPE
 
-    claims = {"iss": client_id, "sub": client_id, "aud": f"{server.url}/auth/token",
-              "exp": int(time.time()) + 240, "jti": uuid.uuid4().hex}
+    claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": int(time.time()) + 240,
+              "jti": uuid.uuid4().hex}
     assertion = jwt.encode({"alg": "ES384", "kid": key.kid}, claims, key, algorithms=["ES384"])
-    form = urlencode({"grant_type": "client_credentials", "scope": "system/*.cruds",
-                      "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}).encode()
+    return {"grant_type": "client_credentials", "scope": "system/*.cruds", "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion}
+
+
+def access_token(server: "rest.Server", client_id: str, key) -> str:
+    from urllib.parse import urlencode
+
+    form = urlencode(token_form(client_id, key, f"{server.url}/auth/token")).encode()
     status, _, body = rest.http("POST", f"{server.url}/auth/token", form,
                                 {"Content-Type": "application/x-www-form-urlencoded"})
     if status != 200:

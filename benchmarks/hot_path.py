@@ -27,7 +27,9 @@ from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.formats import json as fjson
 
-DATA = Path(__file__).resolve().parent / "data"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # auth.py's clients and token request, for --auth
+DATA = HERE / "data"
 JSON = b"application/fhir+json"
 BASE = "http://127.0.0.1:8080"
 
@@ -72,35 +74,24 @@ async def scenario_requests(app, headers: tuple = ()) -> dict[str, tuple[str, st
 
 
 def auth_settings(directory: Path) -> tuple[Settings, object]:
-    """Settings with authentication on and one consortium member registered (the performer of the benchmark
-    ServiceRequest, as in ``auth.py``); returns them with the member's private key."""
-    from joserfc.jwk import ECKey
+    """Settings with authentication on and the clients of ``auth.py`` registered (the member is the performer
+    of the benchmark ServiceRequest); returns them with the member's private key."""
+    from auth import make_clients
 
-    from fhir_server.security.clients import client_from_json, write_clients
-
-    key = ECKey.generate_key("P-384", private=True, auto_kid=True)
-    client = client_from_json({"client_id": "bench-member", "organization": "Organization/bench-hospital",
-                               "scopes": ["system/*.cruds"], "jwks": {"keys": [key.as_dict(private=False)]}})
-    write_clients(directory / "clients.json", {"bench-member": client})
-    settings = Settings(data_dir=directory, base_url=BASE, auth_enabled=True,
-                        auth_clients_file=str(directory / "clients.json"), auth_token_secret="hot-path-secret")
-    return settings, key
+    clients_file, keys = make_clients(directory)
+    settings = Settings(data_dir=directory, base_url=BASE, auth_enabled=True, auth_clients_file=str(clients_file),
+                        auth_token_secret="hot-path-secret")
+    return settings, keys["bench-member"]
 
 
 def bearer(app, key) -> tuple:
     """The member's Authorization header, from the app's own token service (a signed client assertion)."""
-    import uuid
+    from auth import token_form
 
-    from joserfc import jwt
+    from fhir_server.security.tokens import TOKEN_PATH
 
-    from fhir_server.security.tokens import ASSERTION_TYPE, TOKEN_PATH
-
-    claims = {"iss": "bench-member", "sub": "bench-member", "aud": f"{BASE}{TOKEN_PATH}",
-              "exp": int(time.time()) + 240, "jti": uuid.uuid4().hex}
-    assertion = jwt.encode({"alg": "ES384", "kid": key.kid}, claims, key, algorithms=["ES384"])
-    answer = app.state.tokens.issue({"grant_type": "client_credentials", "scope": "system/*.cruds",
-                                     "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion},
-                                    f"{BASE}{TOKEN_PATH}")
+    token_url = f"{BASE}{TOKEN_PATH}"
+    answer = app.state.tokens.issue(token_form("bench-member", key, token_url), token_url)
     return ((b"authorization", f"Bearer {answer['access_token']}".encode()),)
 
 

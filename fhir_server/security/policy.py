@@ -302,18 +302,16 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     plan = _quick_plan(policy, caller, record.resource_type, mode, condition)
     if not plan.keys:
         return False
-    lookup = getattr(session, "references_any", None) if resource is None else None
-    if lookup is not None:
-        if lookup(record.resource_type, record.id, plan.admit_rows):
+    indexed = resource is None and hasattr(session, "references_any")
+    if indexed:
+        if session.references_any(record.resource_type, record.id, plan.admit_rows):
             return True
         if not plan.chains:
             return False
-        rows = _reference_rows(policy, record.resource_type, _parsed(record.body), plan.keys)
-    else:
-        rows = _reference_rows(policy, record.resource_type,
-                               resource if resource is not None else _parsed(record.body), plan.keys)
-        if any(row[:3] in plan.admits for row in rows):
-            return True
+    rows = _reference_rows(policy, record.resource_type,
+                           resource if resource is not None else _parsed(record.body), plan.keys)
+    if not indexed and any(row[:3] in plan.admits for row in rows):
+        return True
     # following a reference to another resource costs a read
     for chain_key, target, admits, target_keys in plan.chains:
         for key, ttype, tid, *_ in rows:
