@@ -3,9 +3,10 @@
 Tables: ``history`` (every version with its body, under a global sequence number giving a
 stable order), ``resources`` (which version is current, tombstones included, pointing at its
 history row: a body is stored once) and the search-index tables owned by
-:mod:`fhir_server.store.sqlite_index`. Write sessions start
-with ``BEGIN IMMEDIATE`` so that check-then-write sequences (conditional create, If-Match)
-are serialised across threads and processes.
+:mod:`fhir_server.store.sqlite_index`. Write sessions queue on the file's write lock
+(:mod:`fhir_server.store.write_lock`) and start with ``BEGIN IMMEDIATE``, so that
+check-then-write sequences (conditional create, If-Match) are serialised across threads and
+processes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterator
 from .base import StoredResource, VersionConflict
 from .checkpointer import Checkpointer
 from .sqlite_index import SQLiteIndex
+from .write_lock import WriteLock
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS resources (
@@ -38,6 +40,9 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS history_updated ON history (last_updated)",
     "CREATE TABLE IF NOT EXISTS audit_journal (pos INTEGER PRIMARY KEY, record BLOB NOT NULL)",
 ]
+
+#: how long a writer waits for the write lock (``write_lock``, then SQLite's) before "database is locked"
+_BUSY_SECONDS = 30
 
 #: databases written before bodies were stored once kept a copy in ``resources``; opening one
 #: rebuilds that table without it (see ``_migrate``)
@@ -194,15 +199,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
 class SQLiteStore:
     """SQLite backend; one connection per thread, WAL so readers never block the writer."""
 
-    def __init__(self, path: str | Path, index: SQLiteIndex | None = None):
+    def __init__(self, path: str | Path, index: SQLiteIndex | None = None, checkpoint_thread: bool = True):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.index = index or SQLiteIndex()
-        self.checkpointer = Checkpointer(self.path) if self.path != ":memory:" else None
+        self.checkpointer = Checkpointer(self.path) if self.path != ":memory:" and checkpoint_thread else None
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.write_lock = WriteLock(self.path)
         conn = self._connection()
         for statement in SCHEMA + self.index.schema():
             conn.execute(statement)
@@ -211,10 +217,10 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_SECONDS * 1000}")
             conn.execute("PRAGMA cache_size=-65536")
             # A write dirties ~35 pages (resource, history and search-index B-trees). The checkpointer
             # thread copies the WAL into the database every ~250 creates (~9,000 pages), off the
@@ -241,7 +247,15 @@ class SQLiteStore:
             finally:
                 self._local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write:
+            self.write_lock.acquire(_BUSY_SECONDS)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.write_lock.release()
+                raise
+        else:
+            conn.execute("BEGIN")
         changes = conn.total_changes
         session = SQLiteSession(self, conn)
         self._local.depth, self._local.writing, self._local.session = 1, write, session
@@ -256,6 +270,8 @@ class SQLiteStore:
                 self.checkpointer.committed(conn.total_changes - changes)
         finally:
             self._local.depth, self._local.session = 0, None
+            if write:
+                self.write_lock.release()
 
     def close(self) -> None:
         if self.checkpointer is not None:
@@ -268,3 +284,4 @@ class SQLiteStore:
                     pass
             self._all.clear()
         self._local = threading.local()
+        self.write_lock.close()
