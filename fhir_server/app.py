@@ -103,6 +103,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app = FastAPI(title="FHIR R4 referral server", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", lifespan=lifespan)
     app.state.settings = settings
+    #: the URL the store was opened from (None when the caller passed a store object)
+    app.state.store_url = settings.resolved_store_url if store is None else None
     app.state.store = repository.store
     app.state.repository = repository
     statement_cache: dict[str, dict] = {}

@@ -67,6 +67,10 @@ class Settings:
     auth_policy_file: str = ""
     #: write an AuditEvent per request; None → on exactly when authentication is on
     audit_enabled: bool | None = None
+    #: who turns the audit journal into AuditEvents: ``process`` (an indexer process beside the server),
+    #: ``thread`` (the server's audit thread, when idle) or ``auto`` (a process when this one may run on
+    #: more than one CPU and opened a store other processes can open too)
+    audit_indexer: str = "auto"
     max_url_bytes: int = 8192
     max_header_bytes: int = 32768
     extra: dict = field(default_factory=dict)
@@ -95,6 +99,7 @@ class Settings:
             auth_token_lifetime=_env_int("FHIR_AUTH_TOKEN_LIFETIME", cls.auth_token_lifetime),
             auth_policy_file=env.get("FHIR_AUTH_POLICY", ""),
             audit_enabled=(env["FHIR_AUDIT"].lower() in ("1", "true", "yes", "on")) if env.get("FHIR_AUDIT") else None,
+            audit_indexer=env.get("FHIR_AUDIT_INDEXER", cls.audit_indexer).lower(),
             extra=_extra(env),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -109,6 +114,19 @@ class Settings:
     @property
     def audit_on(self) -> bool:
         return self.auth_enabled if self.audit_enabled is None else self.audit_enabled
+
+    def audit_indexer_url(self, store_url: str | None) -> str | None:
+        """The store URL to hand an indexer process, or None to index in the server; ``store_url`` is the
+        URL the app opened its store from (None: it was given a store object)."""
+        if self.audit_indexer not in ("auto", "process", "thread"):
+            raise ValueError(f"FHIR_AUDIT_INDEXER must be auto, process or thread, not {self.audit_indexer!r}")
+        if self.audit_indexer == "thread" or not store_url or store_url.startswith("mongomock:") \
+                or store_url.endswith(":memory:"):
+            return None
+        if self.audit_indexer == "auto":
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            return store_url if cpus > 1 else None
+        return store_url
 
     @property
     def resolved_store_url(self) -> str:

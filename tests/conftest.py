@@ -52,18 +52,23 @@ if os.environ.get("FHIR_TEST_MONGODB_URI"):
     BACKENDS.append("mongodb")
 
 
-def make_store(backend: str, tmp_path):
+def store_url(backend: str, tmp_path) -> str:
+    """A fresh store of ``backend``, as a URL (processes of their own open it too, but for mongomock)."""
     if backend == "sqlite":
-        return open_store(f"sqlite:///{tmp_path / 'fhir.db'}")
+        return f"sqlite:///{tmp_path / 'fhir.db'}"
     if backend == "mongomock":
-        return open_store(f"mongomock://localhost/test_{uuid.uuid4().hex[:12]}")
+        return f"mongomock://localhost/test_{uuid.uuid4().hex[:12]}"
     if backend == "mongodb":
         # mongodb://host[:port][/anydb][?options] → the same server and options, a fresh database
         uri, _, options = os.environ["FHIR_TEST_MONGODB_URI"].partition("?")
         scheme, _, rest = uri.partition("://")
         url = f"{scheme}://{rest.split('/', 1)[0]}/test_{uuid.uuid4().hex[:12]}"
-        return open_store(url + (f"?{options}" if options else ""))
+        return url + (f"?{options}" if options else "")
     raise ValueError(backend)
+
+
+def make_store(backend: str, tmp_path):
+    return open_store(store_url(backend, tmp_path))
 
 
 def pytest_collection_modifyitems(items):

@@ -34,7 +34,8 @@ def install(app: FastAPI) -> None:
     inner_store = repository.store
     # audit records are the server's own bookkeeping: written past the repository's pre-commit hooks and
     # commit listeners (workflow, subscriptions), straight into the store
-    audit = AuditWriter(getattr(inner_store, "_store", inner_store)) if settings.audit_on else None
+    audit = AuditWriter(getattr(inner_store, "_store", inner_store),
+                        indexer_url=settings.audit_indexer_url(app.state.store_url)) if settings.audit_on else None
     tokens = guard = None
     if settings.auth_enabled:
         guard = Guard(Policy.load(settings.auth_policy_file or None), inner_store)

@@ -1,20 +1,24 @@
 """AuditEvents for every read, search, write and refused attempt, written off the request path.
 
 The middleware hands a small dict per request to :class:`AuditWriter`; a background thread
-stores batches of them in the store's audit journal and turns journal records into
-``AuditEvent`` resources when the server has time (or before anyone reads AuditEvents), so a
-request never waits for its audit record and a busy server does not spend its CPU indexing
-them. AuditEvents are ordinary resources: administrators search them like any other
-(``AuditEvent?altid=client-a``, ``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``);
-the policy keeps everyone else out. On shutdown everything recorded is indexed before the
-store closes.
+stores batches of them in the store's audit journal. Journal records become ``AuditEvent``
+resources in an indexer process of their own (:mod:`.audit_indexer`, on a spare core) or, on a
+single core or a store only this process can open, in the writer thread when the server has
+time; before anyone reads AuditEvents the rest is indexed first. A request never waits for its
+audit record and a busy server does not spend its CPU indexing them. AuditEvents are ordinary
+resources: administrators search them like any other (``AuditEvent?altid=client-a``,
+``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``); the policy keeps everyone else
+out. On shutdown everything recorded is indexed before the store closes.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -101,6 +105,46 @@ def audit_event(event: dict) -> dict:
     return resource
 
 
+def index_next(store) -> bool:
+    """Turn the oldest journal entry into AuditEvents; False when the journal is empty.
+
+    One transaction per entry; one per record on a store whose write sessions hold a single write
+    (MongoDB without transactions), where the entry goes once all its AuditEvents are written.
+    Safe beside another indexer and after a crash: AuditEvent ids are fixed in the journal, so an
+    entry taken twice writes each AuditEvent once."""
+    with store.session() as session:
+        pending = session.pending_audit_records(1)
+    if not pending:
+        return False
+    (position, entry), = pending
+    entry = fjson.loads(entry)
+    ids = [f"{entry['id']}-{n}" for n in range(len(entry["records"]))]
+    if not getattr(store, "transactional", True):
+        for id, event in zip(ids, entry["records"]):
+            with store.session(write=True) as session:
+                write_audit_event(session, event, id)
+        with store.session(write=True) as session:
+            session.remove_audit_records([position])
+        return True
+    with store.session(write=True) as session:
+        for id, event in zip(ids, entry["records"]):
+            write_audit_event(session, event, id)
+        session.remove_audit_records([position])
+    return True
+
+
+def write_audit_event(session, event: dict, id: str) -> None:
+    resource = audit_event(event)
+    recorded = now_instant()
+    resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
+                **{k: v for k, v in resource.items() if k != "resourceType"}}
+    record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")
+    try:
+        session.write(record, resource, 0)
+    except VersionConflict:
+        pass  # written before: its journal entry outlived a crash, or another indexer took it too
+
+
 class _CatchUp:
     """A request to the writer thread: index everything recorded so far, then set ``done``."""
 
@@ -117,19 +161,23 @@ class AuditWriter:
        ``per_entry`` records to a journal entry, one transaction per batch of up to 500 (a few
        µs per record); when less than a batch waits it lets one gather for a quarter second.
     2. *Index*: journal entries become ``AuditEvent`` resources (built, indexed, searchable;
-       ~100–300 µs each), one entry per transaction, while the server is idle (no request
-       for ``idle_seconds``), whenever the journal holds more than ``max_backlog`` entries,
-       and before anything that can read AuditEvents (:meth:`catch_up`, which the middleware
-       calls for administrators' AuditEvent and system-level reads), so a search never misses
-       a recorded request.
+       ~100–130 µs each, about what a read costs), one entry per transaction. Given
+       ``indexer_url`` (the store's URL), an indexer process of its own does it as entries come,
+       at a lower CPU priority, so on a host with a spare core indexing costs the server
+       nothing. Otherwise this thread does it while the server is idle (no request for
+       ``idle_seconds``). Either way this thread also indexes whenever the journal holds more
+       than ``max_backlog`` entries (an indexer starved of CPU, or gone), and before anything
+       that can read AuditEvents (:meth:`catch_up`, which the middleware calls for
+       administrators' AuditEvent and system-level reads), so a search never misses a recorded
+       request.
 
     AuditEvent ids are fixed in the journal (the entry's id and the record's place in it), so
-    indexing an entry twice (a crash between writing its AuditEvents and dropping it, on a
-    store without transactions) writes each AuditEvent once.
+    indexing an entry twice (two indexers taking it together, or a crash between writing its
+    AuditEvents and dropping it on a store without transactions) writes each AuditEvent once.
     """
 
     def __init__(self, store, idle_seconds: float = 0.2, max_backlog: int = 400, per_entry: int = 50,
-                 max_queued: int = 100000):
+                 max_queued: int = 100000, indexer_url: str | None = None):
         self.store = store
         self.idle_seconds = idle_seconds
         self.max_backlog = max_backlog
@@ -141,6 +189,7 @@ class AuditWriter:
         with store.session() as session:
             #: journal entries not yet indexed (only the writer thread changes it)
             self.backlog = session.count_audit_records()
+        self.indexer = _start_indexer(indexer_url) if indexer_url else None
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -173,6 +222,9 @@ class AuditWriter:
         return marker.done.wait(timeout)
 
     def close(self) -> None:
+        indexer, self.indexer = self.indexer, None
+        if indexer is not None:
+            _stop_indexer(indexer)
         if self._thread.is_alive():
             self.catch_up()
             self.queue.put(None)
@@ -227,44 +279,41 @@ class AuditWriter:
         return time.monotonic() - self.last_activity >= self.idle_seconds and self.queue.empty()
 
     def _index(self, everything: bool) -> None:
-        """Turn journal entries into AuditEvents: all of them, or while idle or over the backlog bound."""
-        while self.backlog and (everything or self.backlog > self.max_backlog or self._idle()):
-            with self.store.session() as session:
-                pending = session.pending_audit_records(1)
-            if not pending:
+        """Turn journal entries into AuditEvents: all of them, while idle (no indexer process) or over the
+        backlog bound."""
+        indexer = self.indexer
+        if indexer is not None and indexer.poll() is not None:
+            log.error("the audit indexer process exited (%s): indexing in the server from now on", indexer.returncode)
+            self.indexer = indexer = None
+        if indexer is not None and self.backlog > self.max_backlog and not everything:
+            with self.store.session() as session:  # the indexer process drops entries this count never sees
+                self.backlog = session.count_audit_records()
+        while self.backlog and (everything or self.backlog > self.max_backlog
+                                or (indexer is None and self._idle())):
+            if not index_next(self.store):
                 self.backlog = 0
                 return
-            (position, entry), = pending
-            self._write(position, fjson.loads(entry))
             self.backlog = max(0, self.backlog - 1)
 
-    def _write(self, position, entry: dict) -> None:
-        """One transaction per journal entry; one per record on a store whose write sessions hold a single
-        write (MongoDB without transactions), where the entry goes once all its AuditEvents are written."""
-        ids = [f"{entry['id']}-{n}" for n in range(len(entry["records"]))]
-        if not getattr(self.store, "transactional", True):
-            for id, event in zip(ids, entry["records"]):
-                with self.store.session(write=True) as session:
-                    self._write_one(session, event, id)
-            with self.store.session(write=True) as session:
-                session.remove_audit_records([position])
-            return
-        with self.store.session(write=True) as session:
-            for id, event in zip(ids, entry["records"]):
-                self._write_one(session, event, id)
-            session.remove_audit_records([position])
 
-    @staticmethod
-    def _write_one(session, event: dict, id: str) -> None:
-        resource = audit_event(event)
-        recorded = now_instant()
-        resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
-                    **{k: v for k, v in resource.items() if k != "resourceType"}}
-        record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")
+def _start_indexer(url: str) -> subprocess.Popen:
+    """The indexer process for the store at ``url``, running this very package; it exits when this process does."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else ""), "FHIR_STORE": url}
+    return subprocess.Popen([sys.executable, "-m", "fhir_server.security.audit_indexer", str(os.getpid())],
+                            stdin=subprocess.DEVNULL, env=env)
+
+
+def _stop_indexer(process: subprocess.Popen) -> None:
+    """Ask the indexer to stop after the entry it is writing (SIGTERM), and wait for it."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            session.write(record, resource, 0)
-        except VersionConflict:
-            pass  # written before: its journal entry outlived a crash
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 _IDLE = object()

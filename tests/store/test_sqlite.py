@@ -74,4 +74,3 @@ def test_database_with_body_copies_opens_migrated(tmp_path):
     store.close()
     SQLiteStore(path).close()  # opening a migrated database again changes nothing
     assert "body" not in _columns(path)
-

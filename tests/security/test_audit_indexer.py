@@ -1,0 +1,158 @@
+"""The AuditEvent indexer process: it drains the journal the server writes, and stops with the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from fhir_server.config import Settings
+from fhir_server.formats import json as fjson
+from fhir_server.search import find
+from fhir_server.security import audit_indexer
+from fhir_server.security.audit import AuditWriter
+from fhir_server.store import open_store
+from tests.conftest import BACKENDS, store_url, wait_for
+
+
+def _read_event(n: int) -> dict:
+    return {"interaction": "read", "method": "GET", "path": f"/Task/t{n}", "status": 200, "client_id": "hosp-a",
+            "organization": "Organization/org-a", "resource_type": "Task", "id": f"t{n}"}
+
+
+def _count(store, query: str | None = None) -> int:
+    with store.session() as session:
+        return len(find(session, "AuditEvent", query)) if query else session.history("AuditEvent", count=1)[1]
+
+
+def _journaled(store) -> int:
+    with store.session() as session:
+        return session.count_audit_records()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.fixture(params=[backend for backend in BACKENDS if backend != "mongomock"])  # stores processes share
+def url(request, tmp_path):
+    return store_url(request.param, tmp_path)
+
+
+def test_the_indexer_turns_what_another_process_journaled_into_audit_events(url):
+    server = open_store(url)
+    with server.session(write=True) as session:
+        session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [_read_event(10 * k + n)
+                                                                                  for n in range(10)]})
+                                      for k in range(3)])
+    stopping = threading.Event()
+    indexer = threading.Thread(target=audit_indexer.run, args=(url, os.getppid(), stopping))
+    indexer.start()
+    try:
+        wait_for(lambda: _journaled(server) == 0, seconds=20)
+        assert _count(server) == 30 and _count(server, "entity=Task/t29&altid=hosp-a") == 1
+    finally:
+        stopping.set()
+        indexer.join(timeout=10)
+        server.close()
+    assert not indexer.is_alive()
+
+
+def test_a_writer_with_an_indexer_process_leaves_indexing_to_it(url):
+    store = open_store(url)
+    writer = AuditWriter(store, idle_seconds=3600, indexer_url=url)  # the writer thread itself never idles
+    indexer = writer.indexer
+    try:
+        assert writer.indexer.poll() is None
+        for n in range(120):
+            writer.record(_read_event(n))
+        writer.active()
+        wait_for(lambda: _count(store) == 120, seconds=30)  # no catch-up asked: the process indexed them
+        assert _journaled(store) == 0 and _count(store, "entity=Task/t119") == 1
+    finally:
+        writer.close()
+        store.close()
+    assert indexer.returncode == 0  # stopped on close
+
+
+def test_the_writer_indexes_itself_once_its_indexer_is_gone(url):
+    store = open_store(url)
+    writer = AuditWriter(store, idle_seconds=0.2, indexer_url=url)
+    try:
+        writer.indexer.kill()
+        writer.indexer.wait()
+        for n in range(3):
+            writer.record(_read_event(n))
+        wait_for(lambda: _count(store) == 3, seconds=10)  # idle: the writer thread indexed them
+        assert writer.indexer is None
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_the_indexer_stops_when_the_server_that_started_it_dies(url, tmp_path):
+    open_store(url).close()
+    started = tmp_path / "indexer.pid"
+    server = subprocess.Popen([sys.executable, "-c", (
+        "import os, subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'fhir_server.security.audit_indexer', str(os.getpid())],\n"
+        f"                     env={{**os.environ, 'FHIR_STORE': {url!r}}})\n"
+        f"open({str(started)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n")])
+    try:
+        wait_for(lambda: started.exists() and started.read_text(), seconds=20)
+        pid = int(started.read_text())
+        wait_for(lambda: _alive(pid), seconds=10)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        wait_for(lambda: not _alive(pid), seconds=10)
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.parametrize("choice, url, cpus, expected", [
+    ("auto", "sqlite:////data/fhir.db", {0, 1}, "sqlite:////data/fhir.db"),
+    ("auto", "sqlite:////data/fhir.db", {0}, None),  # one core: the thread indexes when idle
+    ("process", "sqlite:////data/fhir.db", {0}, "sqlite:////data/fhir.db"),
+    ("auto", "mongodb://db/fhir", {0, 1}, "mongodb://db/fhir"),
+    ("auto", None, {0, 1}, None),  # a store object the app was given: nothing another process could open
+    ("process", "mongomock://localhost/x", {0, 1}, None),
+    ("process", "sqlite:///:memory:", {0, 1}, None),
+    ("thread", "sqlite:////data/fhir.db", {0, 1}, None),
+])
+def test_settings_choose_where_audit_events_are_indexed(monkeypatch, choice, url, cpus, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus, raising=False)
+    assert Settings(audit_indexer=choice).audit_indexer_url(url) == expected
+
+
+def test_an_unknown_indexer_choice_is_refused():
+    with pytest.raises(ValueError, match="FHIR_AUDIT_INDEXER"):
+        Settings(audit_indexer="elsewhere").audit_indexer_url("sqlite:////data/fhir.db")
+
+
+def test_a_served_app_starts_the_indexer_and_stops_it_on_shutdown(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from fhir_server.app import create_app
+
+    app = create_app(Settings(data_dir=tmp_path, base_url="http://testserver", audit_enabled=True,
+                              audit_indexer="process", serve_core_search_parameters=False))
+    indexer = app.state.audit.indexer
+    with TestClient(app) as client:
+        assert client.get("/Patient").status_code == 200
+        store = open_store(f"sqlite:///{(tmp_path / 'fhir.db').resolve()}")
+        try:
+            wait_for(lambda: _count(store) == 1, seconds=20)
+        finally:
+            store.close()
+    assert indexer.returncode == 0
