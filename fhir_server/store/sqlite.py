@@ -273,6 +273,12 @@ class SQLiteStore:
             if write:
                 self.write_lock.release()
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database now, in PASSIVE mode (writers go on): for a process without a
+        checkpoint thread, between its write sessions, so that SQLite's automatic checkpoint does not run
+        inside one of its commits while it holds the write lock."""
+        self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
     def close(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.close()

@@ -74,3 +74,24 @@ def test_database_with_body_copies_opens_migrated(tmp_path):
     store.close()
     SQLiteStore(path).close()  # opening a migrated database again changes nothing
     assert "body" not in _columns(path)
+
+
+def test_a_store_without_a_checkpoint_thread_copies_its_wal_when_asked(tmp_path):
+    path = str(tmp_path / "fhir.db")
+    store = SQLiteStore(path, checkpoint_thread=False)
+    assert store.checkpointer is None
+
+    def in_database_file() -> bool:  # the file alone, WAL ignored
+        with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
+            return conn.execute("SELECT count(*) FROM resources WHERE id = 'walled'").fetchone()[0] == 1
+
+    try:
+        store.checkpoint()  # the schema, in the file from now on
+        with store.session(write=True) as session:
+            session.write(StoredResource("Patient", "walled", 1, "2026-12-04T10:00:00Z", False,
+                                         _body("walled", 1, "Wang"), "POST"), None, 0)
+        assert not in_database_file()
+        store.checkpoint()
+        assert in_database_file()
+    finally:
+        store.close()
