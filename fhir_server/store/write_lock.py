@@ -34,25 +34,31 @@ class WriteLock:
 
     def acquire(self, timeout: float) -> None:
         """Wait for the lock at most ``timeout`` seconds, then raise "database is locked" as SQLite would."""
-        deadline = time.monotonic() + timeout
         if not self._threads.acquire(timeout=timeout):
             raise sqlite3.OperationalError("database is locked")
         if self._fd is None:
             return
-        delay = _FIRST_RETRY
         try:
-            while True:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise sqlite3.OperationalError("database is locked") from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, _LONGEST_RETRY)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:  # another process writes: try again until it is done
+                self._wait(timeout)
         except BaseException:
             self._threads.release()
             raise
+
+    def _wait(self, timeout: float) -> None:
+        deadline, delay = time.monotonic() + timeout, _FIRST_RETRY
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 2, _LONGEST_RETRY)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
 
     def release(self) -> None:
         if self._fd is not None:
