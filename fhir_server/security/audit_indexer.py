@@ -37,9 +37,9 @@ CHECKPOINT_EVERY = 100
 
 def run(url: str, parent: int, stopping: threading.Event | None = None) -> None:
     stopping = stopping or threading.Event()
-    # the WAL is checkpointed here between entries, off the write lock, rather than by a thread of its
-    # own, which would wake every ~250 AuditEvents
-    store = open_store(url, checkpoint_thread=False)
+    # a background store: its writes let the server's go first, and the WAL is checkpointed here between
+    # entries, off the write lock, rather than by a thread of its own waking every ~250 AuditEvents
+    store = open_store(url, background=True)
     checkpoint = getattr(store, "checkpoint", None)
     indexed = 0
     try:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from .base import Session, Store, StoredResource, VersionConflict
 
 
-def open_store(url: str, checkpoint_thread: bool = True) -> Store:
-    """Open the backend a store URL names (``sqlite:///file`` or ``mongodb://…``); ``checkpoint_thread``:
-    SQLite copies its WAL into the database from a thread of its own (see ``checkpointer``)."""
+def open_store(url: str, background: bool = False) -> Store:
+    """Open the backend a store URL names (``sqlite:///file`` or ``mongodb://…``); ``background``: for a
+    process writing bookkeeping beside the server (see ``SQLiteStore``)."""
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
         # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy spells them
         return SQLiteStore(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url[len("sqlite://"):],
-                           checkpoint_thread=checkpoint_thread)
+                           background=background)
     if url.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
         from .mongo import MongoStore
 

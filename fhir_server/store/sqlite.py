@@ -199,16 +199,19 @@ def _migrate(conn: sqlite3.Connection) -> None:
 class SQLiteStore:
     """SQLite backend; one connection per thread, WAL so readers never block the writer."""
 
-    def __init__(self, path: str | Path, index: SQLiteIndex | None = None, checkpoint_thread: bool = True):
+    def __init__(self, path: str | Path, index: SQLiteIndex | None = None, background: bool = False):
+        """``background``: this process writes bookkeeping off every request path (the AuditEvent indexer):
+        its writes let the others' go first, and it checkpoints the WAL itself (:meth:`checkpoint`)
+        rather than from a thread."""
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.index = index or SQLiteIndex()
-        self.checkpointer = Checkpointer(self.path) if self.path != ":memory:" and checkpoint_thread else None
+        self.checkpointer = Checkpointer(self.path) if self.path != ":memory:" and not background else None
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self.write_lock = WriteLock(self.path)
+        self.write_lock = WriteLock(self.path, background)
         conn = self._connection()
         for statement in SCHEMA + self.index.schema():
             conn.execute(statement)
@@ -274,9 +277,9 @@ class SQLiteStore:
                 self.write_lock.release()
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database now, in PASSIVE mode (writers go on): for a process without a
-        checkpoint thread, between its write sessions, so that SQLite's automatic checkpoint does not run
-        inside one of its commits while it holds the write lock."""
+        """Copy the WAL into the database now, in PASSIVE mode (writers go on): for a background store,
+        between its write sessions, so that SQLite's automatic checkpoint does not run inside one of its
+        commits while it holds the write lock."""
         self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def close(self) -> None:

@@ -8,6 +8,12 @@ second its creates would keep meeting those sleeps. Write sessions therefore que
 is done, then on ``flock`` of ``<database>-writelock``, retried at 50 µs rising to 1 ms, so a
 writer of another process waits about as long as the one ahead of it writes. The kernel drops a
 dead holder's ``flock``; a writer that does not take this lock still meets SQLite's own.
+
+A *background* writer (the indexer) lets the others go first: while one waits it holds a shared
+``flock`` on ``<database>-writers-waiting``, and a background writer takes the lock only when it
+can briefly lock that file exclusively, i.e. when nobody waits. Without this the indexer, which
+asks again ~0.1 ms after each commit, would win most races against a server polling every 1 ms,
+and a create could wait out several of its transactions.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ _FIRST_RETRY, _LONGEST_RETRY = 50e-6, 1e-3
 
 
 class WriteLock:
-    def __init__(self, path: str):
+    def __init__(self, path: str, background: bool = False):
         self._threads = threading.Lock()
-        self._fd = None
+        self._background = background
+        self._fd = self._waiting = None
         if path != ":memory:" and fcntl is not None:
             self._fd = os.open(path + "-writelock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._waiting = os.open(path + "-writers-waiting", os.O_RDWR | os.O_CREAT, 0o644)
 
     def acquire(self, timeout: float) -> None:
         """Wait for the lock at most ``timeout`` seconds, then raise "database is locked" as SQLite would."""
@@ -39,26 +47,39 @@ class WriteLock:
         if self._fd is None:
             return
         try:
+            if self._background:
+                self._retry(timeout, self._take_when_nobody_waits)
+                return
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
-            except BlockingIOError:  # another process writes: try again until it is done
-                self._wait(timeout)
+            except BlockingIOError:  # another process writes: wait, and say so to background writers
+                fcntl.flock(self._waiting, fcntl.LOCK_SH)
+                try:
+                    self._retry(timeout, lambda: fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB))
+                finally:
+                    fcntl.flock(self._waiting, fcntl.LOCK_UN)
         except BaseException:
             self._threads.release()
             raise
 
-    def _wait(self, timeout: float) -> None:
+    def _take_when_nobody_waits(self) -> None:
+        fcntl.flock(self._waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while someone waits
+        fcntl.flock(self._waiting, fcntl.LOCK_UN)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    @staticmethod
+    def _retry(timeout: float, attempt) -> None:
         deadline, delay = time.monotonic() + timeout, _FIRST_RETRY
         while True:
-            time.sleep(delay)
-            delay = min(delay * 2, _LONGEST_RETRY)
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                attempt()
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise sqlite3.OperationalError("database is locked") from None
+            time.sleep(delay)
+            delay = min(delay * 2, _LONGEST_RETRY)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -68,4 +89,5 @@ class WriteLock:
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
-            self._fd = None
+            os.close(self._waiting)
+            self._fd = self._waiting = None

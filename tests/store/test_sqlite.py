@@ -76,9 +76,9 @@ def test_database_with_body_copies_opens_migrated(tmp_path):
     assert "body" not in _columns(path)
 
 
-def test_a_store_without_a_checkpoint_thread_copies_its_wal_when_asked(tmp_path):
+def test_a_background_store_copies_its_wal_when_asked(tmp_path):
     path = str(tmp_path / "fhir.db")
-    store = SQLiteStore(path, checkpoint_thread=False)
+    store = SQLiteStore(path, background=True)
     assert store.checkpointer is None
 
     def in_database_file() -> bool:  # the file alone, WAL ignored

@@ -8,12 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 import fhir_server.store.sqlite as sqlite_module
 from fhir_server.store import StoredResource, VersionConflict
 from fhir_server.store.sqlite import SQLiteStore
+from tests.conftest import wait_for
 
 
 def _patient_record(id: str) -> tuple[StoredResource, dict]:
@@ -143,3 +145,53 @@ def test_a_failed_write_session_releases_the_write_lock(tmp_path):
             session.write(*_patient_record("next"), 0)
     finally:
         store.close()
+
+
+def test_a_background_writer_lets_a_waiting_writer_go_first(tmp_path):
+    """The AuditEvent indexer's store is a background one: once the lock is free, a server writer that was
+    waiting takes it before the indexer, however soon the indexer asks again."""
+    path = str(tmp_path / "fhir.db")
+    server, indexer = SQLiteStore(path), SQLiteStore(path, background=True)
+    order: list[str] = []
+
+    def write(store, name):
+        with store.session(write=True) as session:
+            order.append(name)
+            session.write(*_patient_record(name), 0)
+
+    def someone_waits() -> bool:
+        with open(path + "-writers-waiting", "rb") as waiting:
+            try:
+                fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(waiting, fcntl.LOCK_UN)
+            return False
+
+    try:
+        with open(path + "-writelock", "rb") as other:  # a third process writing
+            fcntl.flock(other, fcntl.LOCK_EX)
+            waiting = threading.Thread(target=write, args=(server, "server"))
+            waiting.start()
+            wait_for(someone_waits, seconds=10)
+            background = threading.Thread(target=write, args=(indexer, "indexer"))
+            background.start()
+            assert not wait_for_condition(lambda: order, 0.3)  # both held back
+            fcntl.flock(other, fcntl.LOCK_UN)
+            waiting.join(timeout=30)
+            background.join(timeout=30)
+        assert order == ["server", "indexer"]
+        with indexer.session(write=True) as session:  # nobody waits: the background writer goes at once
+            session.write(*_patient_record("alone"), 0)
+    finally:
+        server.close()
+        indexer.close()
+
+
+def wait_for_condition(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
