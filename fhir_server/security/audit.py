@@ -108,29 +108,38 @@ def audit_event(event: dict) -> dict:
 def index_next(store) -> bool:
     """Turn the oldest journal entry into AuditEvents; False when the journal is empty.
 
-    One transaction per entry; one per record on a store whose write sessions hold a single write
-    (MongoDB without transactions), where the entry goes once all its AuditEvents are written.
-    Safe beside another indexer and after a crash: AuditEvent ids are fixed in the journal, so an
-    entry taken twice writes each AuditEvent once."""
+    One transaction per entry, which takes the entry again under the write lock, so that indexers
+    side by side (the writer thread and the indexer process, or those of several workers) never
+    write one entry twice. On a store whose write sessions hold a single write (MongoDB without
+    transactions) one per record, the entry dropped once all its AuditEvents are written; an entry
+    taken twice there, or left by a crash, still gives each AuditEvent once: their ids are fixed
+    in the journal."""
     with store.session() as session:
         pending = session.pending_audit_records(1)
     if not pending:
         return False
-    (position, entry), = pending
-    entry = fjson.loads(entry)
-    ids = [f"{entry['id']}-{n}" for n in range(len(entry["records"]))]
     if not getattr(store, "transactional", True):
-        for id, event in zip(ids, entry["records"]):
+        (position, entry), = pending
+        for id, event in _records(entry):
             with store.session(write=True) as session:
                 write_audit_event(session, event, id)
         with store.session(write=True) as session:
             session.remove_audit_records([position])
         return True
     with store.session(write=True) as session:
-        for id, event in zip(ids, entry["records"]):
-            write_audit_event(session, event, id)
-        session.remove_audit_records([position])
+        pending = session.pending_audit_records(1)  # again, under the write lock: the oldest entry now
+        if pending:
+            (position, entry), = pending
+            for id, event in _records(entry):
+                write_audit_event(session, event, id)
+            session.remove_audit_records([position])
     return True
+
+
+def _records(entry: bytes) -> list[tuple[str, dict]]:
+    """A journal entry's records with their AuditEvent ids."""
+    entry = fjson.loads(entry)
+    return [(f"{entry['id']}-{n}", event) for n, event in enumerate(entry["records"])]
 
 
 def write_audit_event(session, event: dict, id: str) -> None:

@@ -156,3 +156,31 @@ def test_a_served_app_starts_the_indexer_and_stops_it_on_shutdown(tmp_path):
         finally:
             store.close()
     assert indexer.returncode == 0
+
+
+def test_indexers_side_by_side_write_each_entry_once(url, monkeypatch):
+    """Several workers each start an indexer: an entry is taken again under the write lock, so no two of
+    them write the same AuditEvents (and no one spends the time to find them written)."""
+    import fhir_server.security.audit as audit
+
+    server = open_store(url)
+    with server.session(write=True) as session:
+        session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [_read_event(10 * k + n)
+                                                                                  for n in range(10)]})
+                                      for k in range(20)])
+    written = []
+    real_write = audit.write_audit_event
+    monkeypatch.setattr(audit, "write_audit_event", lambda session, event, id: (written.append(id),
+                                                                                 real_write(session, event, id)))
+    stopping = threading.Event()
+    indexers = [threading.Thread(target=audit_indexer.run, args=(url, os.getppid(), stopping)) for _ in range(3)]
+    for indexer in indexers:
+        indexer.start()
+    try:
+        wait_for(lambda: _journaled(server) == 0, seconds=30)
+    finally:
+        stopping.set()
+        for indexer in indexers:
+            indexer.join(timeout=10)
+    assert _count(server) == 200 and sorted(written) == sorted(set(written)) and len(written) == 200
+    server.close()
