@@ -151,7 +151,7 @@ def write_audit_event(session, event: dict, id: str) -> None:
     try:
         session.write(record, resource, 0)
     except VersionConflict:
-        pass  # written before: its journal entry outlived a crash, or another indexer took it too
+        pass  # written before: its journal entry outlived a crash (or, without transactions, two indexers took it)
 
 
 class _CatchUp:
@@ -181,8 +181,9 @@ class AuditWriter:
        request.
 
     AuditEvent ids are fixed in the journal (the entry's id and the record's place in it), so
-    indexing an entry twice (two indexers taking it together, or a crash between writing its
-    AuditEvents and dropping it on a store without transactions) writes each AuditEvent once.
+    indexing an entry twice (a crash between writing its AuditEvents and dropping it, on a store
+    without transactions) writes each AuditEvent once; see :func:`index_next` for indexers side by
+    side.
     """
 
     def __init__(self, store, idle_seconds: float = 0.2, max_backlog: int = 400, per_entry: int = 50,
