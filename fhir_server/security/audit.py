@@ -108,12 +108,12 @@ def audit_event(event: dict) -> dict:
 def index_next(store) -> bool:
     """Turn the oldest journal entry into AuditEvents; False when the journal is empty.
 
-    One transaction per entry, which takes the entry again under the write lock, so that indexers
-    side by side (the writer thread and the indexer process, or those of several workers) never
-    write one entry twice. On a store whose write sessions hold a single write (MongoDB without
-    transactions) one per record, the entry dropped once all its AuditEvents are written; an entry
-    taken twice there, or left by a crash, still gives each AuditEvent once: their ids are fixed
-    in the journal."""
+    One transaction per entry, which takes the oldest entry again inside it: on SQLite, under the
+    write lock, so indexers side by side (the writer thread and the indexer process, or those of
+    several workers) never write one entry twice. On a store whose write sessions hold a single
+    write (MongoDB without transactions) one per record, the entry dropped once all its AuditEvents
+    are written. An entry taken twice all the same, or left by a crash, still gives each AuditEvent
+    once: their ids are fixed in the journal."""
     with store.session() as session:
         pending = session.pending_audit_records(1)
     if not pending:

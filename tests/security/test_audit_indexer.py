@@ -158,11 +158,12 @@ def test_a_served_app_starts_the_indexer_and_stops_it_on_shutdown(tmp_path):
     assert indexer.returncode == 0
 
 
-def test_indexers_side_by_side_write_each_entry_once(url, monkeypatch):
-    """Several workers each start an indexer: an entry is taken again under the write lock, so no two of
-    them write the same AuditEvents (and no one spends the time to find them written)."""
+def test_indexers_side_by_side_write_each_entry_once(tmp_path, monkeypatch):
+    """Several workers on one SQLite file each start an indexer: an entry is taken again under the write lock,
+    so no two of them write the same AuditEvents (and no one spends the time to find them written)."""
     import fhir_server.security.audit as audit
 
+    url = store_url("sqlite", tmp_path)
     server = open_store(url)
     with server.session(write=True) as session:
         session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [_read_event(10 * k + n)
