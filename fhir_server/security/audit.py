@@ -200,6 +200,8 @@ class AuditWriter:
             #: journal entries not yet indexed (only the writer thread changes it)
             self.backlog = session.count_audit_records()
         self.indexer = _start_indexer(indexer_url) if indexer_url else None
+        log.info("audit trail on: AuditEvents indexed by %s", f"an indexer process (pid {self.indexer.pid})"
+                 if self.indexer else "the server's audit thread while the server is idle")
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
