@@ -170,7 +170,7 @@ class AuditWriter:
        ``per_entry`` records to a journal entry, one transaction per batch of up to 500 (a few
        µs per record); when less than a batch waits it lets one gather for a quarter second.
     2. *Index*: journal entries become ``AuditEvent`` resources (built, indexed, searchable;
-       ~100–130 µs each, about what a read costs), one entry per transaction. Given
+       ~100–150 µs each, about what a read costs), one entry per transaction. Given
        ``indexer_url`` (the store's URL), an indexer process of its own does it as entries come,
        at a lower CPU priority, so on a host with a spare core indexing costs the server
        nothing. Otherwise this thread does it while the server is idle (no request for
@@ -197,7 +197,8 @@ class AuditWriter:
         self.dropped = 0
         self.last_activity = time.monotonic()
         with store.session() as session:
-            #: journal entries not yet indexed (only the writer thread changes it)
+            #: journal entries not yet indexed as far as this writer knows (only the writer thread changes it;
+            #: an indexer process drops entries unseen, so then it is an upper bound)
             self.backlog = session.count_audit_records()
         self.indexer = _start_indexer(indexer_url) if indexer_url else None
         log.info("audit trail on: AuditEvents indexed by %s", f"an indexer process (pid {self.indexer.pid})"
@@ -222,7 +223,7 @@ class AuditWriter:
 
     @property
     def pending(self) -> bool:
-        """Is anything recorded not yet searchable as an AuditEvent?"""
+        """Is anything recorded not yet searchable as an AuditEvent? (With an indexer process, perhaps not.)"""
         return bool(self.backlog or self.queue.qsize())
 
     def catch_up(self, timeout: float | None = None) -> bool:
