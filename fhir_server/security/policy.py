@@ -248,7 +248,6 @@ class _QuickPlan:
     admits: frozenset
     chains: tuple  # (reference key on the resource, target type, rows admitting the target, its key)
     keys: frozenset
-    admit_rows: tuple  # ``admits`` in a fixed order, for the store's index lookup
 
 
 def _admitting_rows(clause) -> frozenset:
@@ -277,7 +276,7 @@ def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, c
                     and all(isinstance(v, ReferenceValue) for v in inner.values)):
                 chains.append((alternative.param.key, target, _admitting_rows(inner), frozenset((inner.param.key,))))
                 keys.add(alternative.param.key)
-    plan = _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys), tuple(sorted(admits)))
+    plan = _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys))
     with policy._lock:
         if len(policy._plans) > 20000:
             policy._plans.clear()
@@ -304,7 +303,7 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
         return False
     indexed = resource is None and hasattr(session, "references_any")
     if indexed:
-        if session.references_any(record.resource_type, record.id, plan.admit_rows):
+        if session.references_any(record.resource_type, record.id, plan.admits):
             return True
         if not plan.chains:
             return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Collection
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -142,7 +143,7 @@ class SQLiteSession:
     def search(self, query):
         return self.store.index.search(self, query)
 
-    def references_any(self, resource_type: str, id: str, rows: tuple) -> bool:
+    def references_any(self, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         """Does the search index of ``resource_type/id`` hold one of ``rows``, each (parameter key, target
         type, target id)? An access check by id asks the index a search would compare, without the body."""
         return self.store.index.references_any(self.conn, resource_type, id, rows)

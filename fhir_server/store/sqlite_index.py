@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -448,7 +449,7 @@ class SQLiteIndex:
             else:
                 conn.executemany(_INSERTS[kind], [(v[0], rid, *v[1:]) for v in values])
 
-    def references_any(self, conn, resource_type: str, id: str, rows: tuple) -> bool:
+    def references_any(self, conn, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         if not rows:
             return False
         args = [resource_type, id]

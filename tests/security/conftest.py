@@ -140,3 +140,24 @@ def audit_events(app, **params) -> list[dict]:
         if not record.deleted and record.id not in events:
             events[record.id] = fjson.loads(record.body)
     return list(events.values())
+
+
+def read_event(path: str) -> dict:
+    """The record the middleware hands the audit writer for hosp-a reading ``path`` (``/Type/id``)."""
+    _, resource_type, id = path.split("/")
+    return {"interaction": "read", "method": "GET", "path": path, "status": 200, "client_id": "hosp-a",
+            "organization": "Organization/org-a", "resource_type": resource_type, "id": id}
+
+
+def audit_count(store, query: str = "") -> int:
+    """AuditEvents in ``store``: all of them, or those a search with ``query`` finds."""
+    from fhir_server.search import find
+
+    with store.session() as session:
+        return len(find(session, "AuditEvent", query)) if query else session.history("AuditEvent", count=1)[1]
+
+
+def journaled(store) -> int:
+    """Audit journal entries not yet indexed."""
+    with store.session() as session:
+        return session.count_audit_records()

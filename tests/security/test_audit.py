@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fhir_server.security.audit import AuditWriter, audit_event, write_audit_event
 
-from .conftest import audit_events
+from .conftest import audit_count, audit_events, journaled, read_event
 
 
 def test_audit_event_records_who_what_when_outcome_and_address():
@@ -84,24 +84,6 @@ def test_writer_keeps_every_event_on_a_store_of_one_write_per_session():
         store.close()
 
 
-def _count(store, query: str = "") -> int:
-    from fhir_server.search import find
-
-    with store.session() as session:
-        return len(find(session, "AuditEvent", query))
-
-
-def _journaled(store) -> int:
-    with store.session() as session:
-        return session.count_audit_records()
-
-
-def _read_event(path: str) -> dict:
-    _, resource_type, id = path.split("/")
-    return {"interaction": "read", "method": "GET", "path": path, "status": 200, "client_id": "hosp-a",
-            "organization": "Organization/org-a", "resource_type": resource_type, "id": id}
-
-
 def test_a_busy_server_journals_records_and_indexes_them_once_idle(store):
     import time
 
@@ -110,14 +92,14 @@ def test_a_busy_server_journals_records_and_indexes_them_once_idle(store):
     writer = AuditWriter(store, idle_seconds=0.3)
     try:
         for n in range(3):
-            writer.record(_read_event(f"/Task/t{n}"))
+            writer.record(read_event(f"/Task/t{n}"))
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:  # requests keep coming: nothing is indexed
             writer.active()
             time.sleep(0.02)
-        assert _journaled(store) == 1 and _count(store) == 0  # one entry holds the three records
-        wait_for(lambda: _count(store) == 3, seconds=5)  # idle: indexed without being asked
-        assert _journaled(store) == 0 and not writer.pending
+        assert journaled(store) == 1 and audit_count(store) == 0  # one entry holds the three records
+        wait_for(lambda: audit_count(store) == 3, seconds=5)  # idle: indexed without being asked
+        assert journaled(store) == 0 and not writer.pending
     finally:
         writer.close()
 
@@ -126,12 +108,12 @@ def test_catch_up_makes_everything_recorded_searchable_at_once(store):
     writer = AuditWriter(store, idle_seconds=3600)
     try:
         for n in range(120):  # more than one journal entry
-            writer.record(_read_event(f"/Task/t{n}"))
+            writer.record(read_event(f"/Task/t{n}"))
         writer.active()
         assert writer.catch_up(timeout=30)
         with store.session() as session:
             assert session.history("AuditEvent", count=1)[1] == 120 and session.count_audit_records() == 0
-        assert _count(store, "subtype=read&entity=Task/t119") == 1
+        assert audit_count(store, "subtype=read&entity=Task/t119") == 1
     finally:
         writer.close()
 
@@ -141,7 +123,7 @@ def test_a_journal_left_behind_is_indexed_once_on_the_next_start(store):
     AuditEvent per record."""
     from fhir_server.formats import json as fjson
 
-    records = [{**_read_event(f"/Task/t{n}"), "recorded": "2026-12-02T01:00:00Z"} for n in range(3)]
+    records = [{**read_event(f"/Task/t{n}"), "recorded": "2026-12-02T01:00:00Z"} for n in range(3)]
     with store.session(write=True) as session:
         write_audit_event(session, records[0], "journaled-0")  # written, but its entry was not dropped
         session.append_audit_records([fjson.dumps({"id": "journaled", "records": records})])
@@ -149,8 +131,8 @@ def test_a_journal_left_behind_is_indexed_once_on_the_next_start(store):
     try:
         assert writer.pending
         writer.catch_up(timeout=30)
-        assert _count(store) == 3 and _journaled(store) == 0
-        assert _count(store, "_id=journaled-2&entity=Task/t2") == 1
+        assert audit_count(store) == 3 and journaled(store) == 0
+        assert audit_count(store, "_id=journaled-2&entity=Task/t2") == 1
     finally:
         writer.close()
 
@@ -176,7 +158,7 @@ def test_under_load_the_writer_journals_without_waiting_for_a_batch_to_gather(st
     writer = AuditWriter(store, idle_seconds=3600)
     try:
         for n in range(5 * audit._BATCH):
-            writer.record(_read_event(f"/Task/t{n}"))
+            writer.record(read_event(f"/Task/t{n}"))
         assert writer.catch_up(timeout=60)
         with store.session() as session:
             assert session.history("AuditEvent", count=1)[1] == 5 * audit._BATCH and writer.dropped == 0

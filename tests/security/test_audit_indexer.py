@@ -12,26 +12,20 @@ import pytest
 
 from fhir_server.config import Settings
 from fhir_server.formats import json as fjson
-from fhir_server.search import find
 from fhir_server.security import audit_indexer
 from fhir_server.security.audit import AuditWriter
 from fhir_server.store import open_store
 from tests.conftest import BACKENDS, store_url, wait_for
 
-
-def _read_event(n: int) -> dict:
-    return {"interaction": "read", "method": "GET", "path": f"/Task/t{n}", "status": 200, "client_id": "hosp-a",
-            "organization": "Organization/org-a", "resource_type": "Task", "id": f"t{n}"}
+from .conftest import audit_count, journaled, read_event
 
 
-def _count(store, query: str | None = None) -> int:
-    with store.session() as session:
-        return len(find(session, "AuditEvent", query)) if query else session.history("AuditEvent", count=1)[1]
-
-
-def _journaled(store) -> int:
-    with store.session() as session:
-        return session.count_audit_records()
+def _journal(store, entries: int, per_entry: int = 10) -> None:
+    """``entries`` journal entries of hosp-a reading Task/t0, Task/t1, …"""
+    with store.session(write=True) as session:
+        session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [read_event(f"/Task/t{per_entry * k + n}")
+                                                                              for n in range(per_entry)]})
+                                      for k in range(entries)])
 
 
 def _alive(pid: int) -> bool:
@@ -50,16 +44,13 @@ def url(request, tmp_path):
 
 def test_the_indexer_turns_what_another_process_journaled_into_audit_events(url):
     server = open_store(url)
-    with server.session(write=True) as session:
-        session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [_read_event(10 * k + n)
-                                                                                  for n in range(10)]})
-                                      for k in range(3)])
+    _journal(server, 3)
     stopping = threading.Event()
     indexer = threading.Thread(target=audit_indexer.run, args=(url, os.getppid(), stopping))
     indexer.start()
     try:
-        wait_for(lambda: _journaled(server) == 0, seconds=20)
-        assert _count(server) == 30 and _count(server, "entity=Task/t29&altid=hosp-a") == 1
+        wait_for(lambda: journaled(server) == 0, seconds=20)
+        assert audit_count(server) == 30 and audit_count(server, "entity=Task/t29&altid=hosp-a") == 1
     finally:
         stopping.set()
         indexer.join(timeout=10)
@@ -74,10 +65,10 @@ def test_a_writer_with_an_indexer_process_leaves_indexing_to_it(url):
     try:
         assert writer.indexer.poll() is None
         for n in range(120):
-            writer.record(_read_event(n))
+            writer.record(read_event(f"/Task/t{n}"))
         writer.active()
-        wait_for(lambda: _count(store) == 120, seconds=30)  # no catch-up asked: the process indexed them
-        assert _journaled(store) == 0 and _count(store, "entity=Task/t119") == 1
+        wait_for(lambda: audit_count(store) == 120, seconds=30)  # no catch-up asked: the process indexed them
+        assert journaled(store) == 0 and audit_count(store, "entity=Task/t119") == 1
     finally:
         writer.close()
         store.close()
@@ -91,8 +82,8 @@ def test_the_writer_indexes_itself_once_its_indexer_is_gone(url):
         writer.indexer.kill()
         writer.indexer.wait()
         for n in range(3):
-            writer.record(_read_event(n))
-        wait_for(lambda: _count(store) == 3, seconds=10)  # idle: the writer thread indexed them
+            writer.record(read_event(f"/Task/t{n}"))
+        wait_for(lambda: audit_count(store) == 3, seconds=10)  # idle: the writer thread indexed them
         assert writer.indexer is None
     finally:
         writer.close()
@@ -152,7 +143,7 @@ def test_a_served_app_starts_the_indexer_and_stops_it_on_shutdown(tmp_path):
         assert client.get("/Patient").status_code == 200
         store = open_store(f"sqlite:///{(tmp_path / 'fhir.db').resolve()}")
         try:
-            wait_for(lambda: _count(store) == 1, seconds=20)
+            wait_for(lambda: audit_count(store) == 1, seconds=20)
         finally:
             store.close()
     assert indexer.returncode == 0
@@ -165,10 +156,7 @@ def test_indexers_side_by_side_write_each_entry_once(tmp_path, monkeypatch):
 
     url = store_url("sqlite", tmp_path)
     server = open_store(url)
-    with server.session(write=True) as session:
-        session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [_read_event(10 * k + n)
-                                                                                  for n in range(10)]})
-                                      for k in range(20)])
+    _journal(server, 20)
     written = []
     real_write = audit.write_audit_event
     monkeypatch.setattr(audit, "write_audit_event", lambda session, event, id: (written.append(id),
@@ -178,10 +166,10 @@ def test_indexers_side_by_side_write_each_entry_once(tmp_path, monkeypatch):
     for indexer in indexers:
         indexer.start()
     try:
-        wait_for(lambda: _journaled(server) == 0, seconds=30)
+        wait_for(lambda: journaled(server) == 0, seconds=30)
     finally:
         stopping.set()
         for indexer in indexers:
             indexer.join(timeout=10)
-    assert _count(server) == 200 and sorted(written) == sorted(set(written)) and len(written) == 200
+    assert audit_count(server) == 200 and sorted(written) == sorted(set(written)) and len(written) == 200
     server.close()
