@@ -108,50 +108,49 @@ def audit_event(event: dict) -> dict:
 def index_next(store) -> bool:
     """Turn the oldest journal entry into AuditEvents; False when the journal is empty.
 
-    One transaction per entry, which takes the oldest entry again inside it: on SQLite, under the
-    write lock, so indexers side by side (the writer thread and the indexer process, or those of
-    several workers) never write one entry twice. On a store whose write sessions hold a single
-    write (MongoDB without transactions) one per record, the entry dropped once all its AuditEvents
-    are written. An entry taken twice all the same, or left by a crash, still gives each AuditEvent
-    once: their ids are fixed in the journal."""
+    The entry's AuditEvents are built and their index rows extracted first (``prepare_new``), then
+    written in one transaction that takes the oldest entry again: on SQLite under the write lock, so
+    indexers side by side (the writer thread and the indexer process, or those of several workers)
+    never write one entry twice; one that finds the entry gone leaves what it built. On a store
+    whose write sessions hold a single write (MongoDB without transactions) one per record, the entry
+    dropped once all its AuditEvents are written. An entry taken twice all the same, or left by a
+    crash, still gives each AuditEvent once: their ids are fixed in the journal."""
     with store.session() as session:
         pending = session.pending_audit_records(1)
     if not pending:
         return False
+    (position, entry), = pending
     if not getattr(store, "transactional", True):
-        (position, entry), = pending
-        for id, event in _records(entry):
+        for record, resource in audit_records(entry):
             with store.session(write=True) as session:
-                write_audit_event(session, event, id)
+                try:
+                    session.write(record, resource, 0)
+                except VersionConflict:
+                    pass  # written before: its entry outlived a crash, or two indexers took it
         with store.session(write=True) as session:
             session.remove_audit_records([position])
         return True
+    prepared = store.prepare_new(audit_records(entry))
     with store.session(write=True) as session:
-        pending = session.pending_audit_records(1)  # again, under the write lock: the oldest entry now
-        if pending:
-            (position, entry), = pending
-            for id, event in _records(entry):
-                write_audit_event(session, event, id)
+        again = session.pending_audit_records(1)  # under the write lock: still the oldest entry?
+        if again and again[0][0] == position:
+            session.create_many(prepared)
             session.remove_audit_records([position])
     return True
 
 
-def _records(entry: bytes) -> list[tuple[str, dict]]:
-    """A journal entry's records with their AuditEvent ids."""
+def audit_records(entry: bytes) -> list[tuple[StoredResource, dict]]:
+    """A journal entry's AuditEvents as new records, with the ids the journal fixed for them."""
     entry = fjson.loads(entry)
-    return [(f"{entry['id']}-{n}", event) for n, event in enumerate(entry["records"])]
+    return [audit_record(event, f"{entry['id']}-{n}") for n, event in enumerate(entry["records"])]
 
 
-def write_audit_event(session, event: dict, id: str) -> None:
-    resource = audit_event(event)
+def audit_record(event: dict, id: str) -> tuple[StoredResource, dict]:
+    """The AuditEvent ``id`` for one request record, ready to store as its version 1."""
     recorded = now_instant()
     resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
-                **{k: v for k, v in resource.items() if k != "resourceType"}}
-    record = StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST")
-    try:
-        session.write(record, resource, 0)
-    except VersionConflict:
-        pass  # written before: its journal entry outlived a crash (or, without transactions, two indexers took it)
+                **{k: v for k, v in audit_event(event).items() if k != "resourceType"}}
+    return StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST"), resource
 
 
 class _CatchUp:

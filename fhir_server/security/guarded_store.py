@@ -155,6 +155,12 @@ class GuardedSession:
                                      "owner or performer)", "forbidden")
 
 
+    def create_many(self, prepared):
+        if current_caller() is not None:  # the server's own bookkeeping (AuditEvents), never a client's write
+            raise FhirError(403, "resources are created in bulk by the server only", "forbidden")
+        return self.inner.create_many(prepared)
+
+
 class _GuardedScope:
     """The inner store's session context, entered as a :class:`GuardedSession` (a class, not a generator:
     one is made per request)."""

@@ -47,6 +47,11 @@ class Session(Protocol):
         ``resource`` is the parsed body, for index extraction (None for deletions).
         """
 
+    def create_many(self, prepared: Any) -> int:
+        """Create many new resources at once, as :meth:`Store.prepare_new` made them ready; one whose type
+        and id are stored already is left as it is. Returns how many were written. For records the
+        server keeps in bulk (AuditEvents): no version checks beyond that, no hooks, no listeners."""
+
     def history(
         self,
         resource_type: str | None = None,
@@ -79,5 +84,9 @@ class Session(Protocol):
 class Store(Protocol):
     def session(self, write: bool = False) -> AbstractContextManager[Session]:
         """A unit of work; a write session is one all-or-nothing transaction."""
+
+    def prepare_new(self, items: list[tuple[StoredResource, dict]]) -> Any:
+        """Whatever :meth:`Session.create_many` needs of new resources (version 1), each (record, resource),
+        that no transaction needs to hold: built first, so a write session holds the store briefly."""
 
     def close(self) -> None: ...

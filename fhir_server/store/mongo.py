@@ -214,6 +214,20 @@ class MongoSession:
         self.undo.append((HISTORY, history["_id"], None, record.version))
         self.writes += 1
 
+    def create_many(self, prepared: list) -> int:
+        """Write new resources from :meth:`MongoStore.prepare_new` one by one, leaving out those stored already
+        (looked up first: a failed insert would abort the transaction)."""
+        keys = [f"{record.resource_type}/{record.id}" for record, _ in prepared]
+        stored = {doc["_id"] for doc in self.store.db[RESOURCES].find({"_id": {"$in": keys}}, {"_id": 1},
+                                                                      session=self.cs)}
+        written = 0
+        for key, (record, resource) in zip(keys, prepared):
+            if key not in stored:
+                stored.add(key)
+                self.write(record, resource, 0)
+                written += 1
+        return written
+
     def _replace(self, resources, key: str, doc: dict, expected_version: int) -> None:
         from pymongo.errors import DuplicateKeyError
 
@@ -381,6 +395,13 @@ class MongoStore:
 
             self._extraction = Extraction(default_registry())
         return self._extraction
+
+    def prepare_new(self, items: list) -> list:
+        """New resources (version 1), each (record, resource), for :meth:`MongoSession.create_many`."""
+        for record, _ in items:
+            if record.version != 1 or record.deleted:
+                raise ValueError(f"{record.resource_type}/{record.id}: only new resources are created in bulk")
+        return list(items)
 
     def next_sequence(self) -> int:
         """The next history sequence number, taken outside any transaction.

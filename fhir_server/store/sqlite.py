@@ -107,6 +107,37 @@ class SQLiteSession:
         self.store.index.write(conn, record.resource_type, record.id, None if record.deleted else resource,
                                record.last_updated, new=new)
 
+    def create_many(self, prepared: list) -> int:
+        """Write resources the store prepared (:meth:`SQLiteStore.prepare_new`), one statement per table;
+        a type and id stored already is left as it is (and not counted)."""
+        conn = self.conn
+        ids: dict[str, list[str]] = {}
+        for (resource_type, id, *_), _, _ in prepared:
+            ids.setdefault(resource_type, []).append(id)
+        stored = set()
+        for resource_type, of_type in ids.items():
+            for start in range(0, len(of_type), 500):
+                chunk = of_type[start:start + 500]
+                stored.update(conn.execute(f"SELECT rtype, id FROM resources WHERE rtype = ? AND id IN"
+                                           f" ({', '.join('?' * len(chunk))})", (resource_type, *chunk)))
+        fresh = []
+        for item in prepared:
+            key = (item[0][0], item[0][1])
+            if key not in stored:
+                stored.add(key)
+                fresh.append(item)
+        if not fresh:
+            return 0
+        first = self.last_sequence() + 1
+        conn.executemany(
+            "INSERT INTO history (seq, rtype, id, version, last_updated, deleted, method, body)"
+            " VALUES (?,?,?,?,?,?,?,?)", [(first + n, *row, body) for n, (row, body, _) in enumerate(fresh)])
+        conn.executemany(
+            "INSERT INTO resources (rtype, id, version, last_updated, deleted, method, seq) VALUES (?,?,?,?,?,?,?)",
+            [(*row, first + n) for n, (row, _, _) in enumerate(fresh)])
+        self.store.index.write_new(conn, [(row[0], row[1], rows) for row, _, rows in fresh])
+        return len(fresh)
+
     def history(
         self,
         resource_type: str | None = None,
@@ -276,6 +307,18 @@ class SQLiteStore:
             self._local.depth, self._local.session = 0, None
             if write:
                 self.write_lock.release()
+
+    def prepare_new(self, items: list[tuple[StoredResource, dict]]) -> list:
+        """Brand-new resources (version 1), each (record, resource), made ready for
+        :meth:`SQLiteSession.create_many` outside any transaction: their rows and index rows."""
+        prepared = []
+        for record, resource in items:
+            if record.version != 1 or record.deleted:
+                raise ValueError(f"{record.resource_type}/{record.id}: only new resources are created in bulk")
+            row = (record.resource_type, record.id, 1, record.last_updated, 0, record.method)
+            prepared.append((row, record.body, self.index.prepare_new(record.resource_type, record.id, resource,
+                                                                      record.last_updated)))
+        return prepared
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now, in PASSIVE mode (writers go on): for a background store,

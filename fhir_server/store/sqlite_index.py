@@ -73,6 +73,13 @@ def _insert(kind: str) -> str:
 _INSERTS = {kind: _insert(kind) for kind in TABLES}
 
 
+def _row_args(kind: str, rid: int, values: list[tuple]) -> list[tuple]:
+    """The INSERT arguments of one resource's index rows of one kind."""
+    if kind == "date":
+        return [(v[0], rid, v[1], v[2], int(v[2] - v[1] >= DAY), v[3]) for v in values]
+    return [(v[0], rid, *v[1:]) for v in values]
+
+
 def _num(value: Decimal) -> float:
     return float(value)
 
@@ -441,13 +448,27 @@ class SQLiteIndex:
             rid = conn.execute("INSERT INTO idx_resource (rtype, id) VALUES (?, ?)", (resource_type, id)).lastrowid
         rows = self.extraction.rows(resource_type, id, resource, last_updated, id_row=False)
         for kind, values in rows.items():
-            if not values:
-                continue
-            if kind == "date":
-                conn.executemany(_INSERTS[kind], [(v[0], rid, v[1], v[2], int(v[2] - v[1] >= DAY), v[3])
-                                                  for v in values])
-            else:
-                conn.executemany(_INSERTS[kind], [(v[0], rid, *v[1:]) for v in values])
+            if values:
+                conn.executemany(_INSERTS[kind], _row_args(kind, rid, values))
+
+    def prepare_new(self, resource_type: str, id: str, resource: dict, last_updated: str) -> dict:
+        """The index rows of a resource about to be created, by kind, still without its ``rid``: the
+        extraction, done before the write transaction (see :meth:`write_new`)."""
+        return self.extraction.rows(resource_type, id, resource, last_updated, id_row=False)
+
+    def write_new(self, conn, items: list[tuple[str, str, dict]]) -> None:
+        """Index resources never stored before, each (type, id, rows from :meth:`prepare_new`): one
+        statement per table for all of them."""
+        first = (conn.execute("SELECT max(rid) FROM idx_resource").fetchone()[0] or 0) + 1
+        conn.executemany("INSERT INTO idx_resource (rid, rtype, id) VALUES (?, ?, ?)",
+                         [(first + n, resource_type, id) for n, (resource_type, id, _) in enumerate(items)])
+        by_kind: dict[str, list[tuple]] = {}
+        for n, (_, _, rows) in enumerate(items):
+            for kind, values in rows.items():
+                if values:
+                    by_kind.setdefault(kind, []).extend(_row_args(kind, first + n, values))
+        for kind, args in by_kind.items():
+            conn.executemany(_INSERTS[kind], args)
 
     def references_any(self, conn, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         if not rows:

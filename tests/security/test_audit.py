@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_server.security.audit import AuditWriter, audit_event, write_audit_event
+from fhir_server.security.audit import AuditWriter, audit_event, audit_record
 
 from .conftest import audit_count, audit_events, journaled, read_event
 
@@ -125,7 +125,7 @@ def test_a_journal_left_behind_is_indexed_once_on_the_next_start(store):
 
     records = [{**read_event(f"/Task/t{n}"), "recorded": "2026-12-02T01:00:00Z"} for n in range(3)]
     with store.session(write=True) as session:
-        write_audit_event(session, records[0], "journaled-0")  # written, but its entry was not dropped
+        session.write(*audit_record(records[0], "journaled-0"), 0)  # written, but its entry was not dropped
         session.append_audit_records([fjson.dumps({"id": "journaled", "records": records})])
     writer = AuditWriter(store, idle_seconds=3600)
     try:

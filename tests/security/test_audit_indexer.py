@@ -152,15 +152,15 @@ def test_a_served_app_starts_the_indexer_and_stops_it_on_shutdown(tmp_path):
 def test_indexers_side_by_side_write_each_entry_once(tmp_path, monkeypatch):
     """Several workers on one SQLite file each start an indexer: an entry is taken again under the write lock,
     so no two of them write the same AuditEvents (and no one spends the time to find them written)."""
-    import fhir_server.security.audit as audit
+    from fhir_server.store.sqlite import SQLiteSession
 
     url = store_url("sqlite", tmp_path)
     server = open_store(url)
     _journal(server, 20)
     written = []
-    real_write = audit.write_audit_event
-    monkeypatch.setattr(audit, "write_audit_event", lambda session, event, id: (written.append(id),
-                                                                                 real_write(session, event, id)))
+    real_create = SQLiteSession.create_many
+    monkeypatch.setattr(SQLiteSession, "create_many", lambda session, prepared: (
+        written.extend(row[1] for row, _, _ in prepared), real_create(session, prepared))[1])
     stopping = threading.Event()
     indexers = [threading.Thread(target=audit_indexer.run, args=(url, os.getppid(), stopping)) for _ in range(3)]
     for indexer in indexers:

@@ -275,3 +275,22 @@ def test_every_refused_or_filtered_attempt_leaves_an_audit_event(auth_client, au
     assert all(e["agent"][0]["who"]["reference"] == "Organization/org-d" for e in events)
     search = next(e for e in events if e["subtype"][0]["code"] == "search-type")
     assert search["entity"][-1]["query"]  # the query string, base64 as AuditEvent.entity.query requires
+
+
+def test_bulk_creation_is_the_servers_own(auth_app, consortium):
+    """``create_many`` (AuditEvents) skips every policy check, so a caller's session refuses it."""
+    from fhir_server.errors import FhirError
+    from fhir_server.security.audit import audit_record
+    from fhir_server.security.context import Caller, acting_as
+
+    store = auth_app.state.store
+    prepared = store.prepare_new([audit_record({"interaction": "read", "status": 200}, "bulk-1")])
+    member = Caller(client_id="hosp-a", organization="Organization/org-a", scopes=("system/*.cruds",))
+    with acting_as(member, auth_app.state.guard):
+        with pytest.raises(FhirError) as refused, store.session(write=True) as session:
+            session.create_many(prepared)
+    assert refused.value.status == 403
+    with store.session(write=True) as session:
+        assert session.create_many(prepared) == 1
+    with store.session() as session:
+        assert session.read("AuditEvent", "bulk-1") is not None

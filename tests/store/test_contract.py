@@ -252,6 +252,36 @@ def test_concurrent_conditional_creates_make_one_resource(store):
         assert session.history("Patient")[1] == 1
 
 
+def test_create_many_writes_new_resources_as_single_writes_would(store):
+    """Bulk creation (AuditEvents): readable, in history and searchable like ``write``; an id stored already
+    (or twice in the batch) is left as it is."""
+    existing = _write(store, _patient("p0", gender="female"), 1, _instant(1), "POST")
+    records = [_record(_patient(f"p{n}", gender="male"), 1, _instant(2), "POST") for n in range(4)]
+    prepared = store.prepare_new([(record, json.loads(record.body)) for record in records + records[3:]])
+    with store.session(write=True) as session:
+        assert session.create_many(prepared) == 3
+    with store.session() as session:
+        assert session.read("Patient", "p0") == existing
+        assert [session.read("Patient", f"p{n}") for n in range(1, 4)] == records[1:]
+        assert session.history("Patient")[1] == 4
+        assert sorted(r.id for r in find(session, "Patient", "gender=male")) == ["p1", "p2", "p3"]
+        assert [r.id for r in find(session, "Patient", "gender=female")] == ["p0"]
+        assert session.last_sequence() >= 4
+
+
+def test_create_many_rolls_back_with_its_session_and_takes_new_resources_only(store):
+    record = _record(_patient("bulk"), 1, _instant(1), "POST")
+    with pytest.raises(RuntimeError, match="midway"):
+        with store.session(write=True) as session:
+            session.create_many(store.prepare_new([(record, json.loads(record.body))]))
+            raise RuntimeError("midway")
+    with store.session() as session:
+        assert session.read("Patient", "bulk") is None and find(session, "Patient", "_id=bulk") == []
+    second = _record(_patient("bulk"), 2, _instant(2))
+    with pytest.raises(ValueError, match="new resources"):
+        store.prepare_new([(second, json.loads(second.body))])
+
+
 def test_audit_journal_keeps_records_in_order_until_removed(store):
     with store.session(write=True) as session:
         session.append_audit_records([b'{"n": 1}', b'{"n": 2}'])
