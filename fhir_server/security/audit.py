@@ -142,12 +142,14 @@ def index_next(store) -> bool:
 def audit_records(entry: bytes) -> list[tuple[StoredResource, dict]]:
     """A journal entry's AuditEvents as new records, with the ids the journal fixed for them."""
     entry = fjson.loads(entry)
-    return [audit_record(event, f"{entry['id']}-{n}") for n, event in enumerate(entry["records"])]
+    stored = now_instant()  # one transaction stores them all
+    return [audit_record(event, f"{entry['id']}-{n}", stored) for n, event in enumerate(entry["records"])]
 
 
-def audit_record(event: dict, id: str) -> tuple[StoredResource, dict]:
-    """The AuditEvent ``id`` for one request record, ready to store as its version 1."""
-    recorded = now_instant()
+def audit_record(event: dict, id: str, stored: str | None = None) -> tuple[StoredResource, dict]:
+    """The AuditEvent ``id`` for one request record, ready to store as its version 1 (``stored``: its
+    ``meta.lastUpdated``, now unless given)."""
+    recorded = stored or now_instant()
     resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
                 **{k: v for k, v in audit_event(event).items() if k != "resourceType"}}
     return StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST"), resource
