@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (DATA / "servicerequest.json").read_bytes()
     resource = fjson.loads(body)
     with tempfile.TemporaryDirectory(prefix="fhir-index-") as tmp:
-        store = SQLiteStore(Path(tmp) / "fhir.db", _NoIndex() if args.no_index else None)
+        store = SQLiteStore(Path(tmp) / "fhir.db", _NoIndex() if args.no_index else None, background=True)
         conn = store._connection()
 
         def create() -> tuple[float, float]:
