@@ -171,7 +171,7 @@ class AuditWriter:
        ``per_entry`` records to a journal entry, one transaction per batch of up to 500 (a few
        µs per record); when less than a batch waits it lets one gather for a quarter second.
     2. *Index*: journal entries become ``AuditEvent`` resources (built, indexed, searchable;
-       ~100–150 µs each, about what a read costs), one entry per transaction. Given
+       ~90–130 µs each, a little less than a read costs), one entry per transaction. Given
        ``indexer_url`` (the store's URL), an indexer process of its own does it as entries come,
        at a lower CPU priority, so on a host with a spare core indexing costs the server
        nothing. Otherwise this thread does it while the server is idle (no request for
