@@ -136,11 +136,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         outcome = operation_outcome([issue("fatal", "exception", "internal server error")])
         return _error_response(request, 500, outcome)
 
-    from .api.routes import router
+    from .api.routes import install as install_routes
     from .security import install as install_security
 
     install_security(app)  # middleware, token endpoint and guarded store; before the catch-all routes
-    app.include_router(router)
+    install_routes(app)
 
     return app
 

@@ -8,7 +8,8 @@ render.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -93,7 +94,7 @@ async def metadata(request: Request) -> Response:
 
 @router.api_route("/{first}", methods=_ALL)
 async def type_level(request: Request) -> Response:
-    first = request.path_params["first"]  # read here, not declared: FastAPI's parameter solving is costly
+    first = request.path_params["first"]  # handlers take only the request (see install)
     if first.startswith("$"):
         return await _operation(request, first[1:], "system", None, None)
     if first == "_history":
@@ -185,7 +186,9 @@ async def instance_level(request: Request) -> Response:
 
 
 @router.api_route("/{resource_type}/{id}/{third}", methods=_ALL)
-async def instance_sub(request: Request, resource_type: str, id: str, third: str) -> Response:
+async def instance_sub(request: Request) -> Response:
+    params = request.path_params
+    resource_type, id, third = params["resource_type"], params["id"], params["third"]
     check_type(resource_type)
     if third.startswith("$"):
         return await _operation(request, third[1:], "instance", resource_type, id)
@@ -201,7 +204,9 @@ async def instance_sub(request: Request, resource_type: str, id: str, third: str
 
 
 @router.api_route("/{resource_type}/{id}/_history/{version}", methods=_ALL)
-async def vread(request: Request, resource_type: str, id: str, version: str) -> Response:
+async def vread(request: Request) -> Response:
+    params = request.path_params
+    resource_type, id, version = params["resource_type"], params["id"], params["version"]
     if request.method not in ("GET", "HEAD"):
         raise _not_allowed(request.method, f"/{resource_type}/{id}/_history/{version}")
     repo = _repo(request)
@@ -252,3 +257,21 @@ async def _operation(request: Request, name: str, level: str, resource_type: str
 _instance_route = next(r for r in router.routes if getattr(r, "path", None) == "/{resource_type}/{second}")
 router.routes.remove(_instance_route)
 router.routes.insert(0, _instance_route)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the routes as plain Starlette routes. The handlers take the request and nothing else, so
+    what FastAPI does per request for an ``APIRoute`` (solving declared parameters, parsing the query
+    string and cookies for them, route telemetry) bought nothing: about 30 µs, a third of a read's
+    CPU in process. The ``APIRouter`` above still describes them in the OpenAPI document."""
+    for route in router.routes:
+        app.router.add_route(route.path, route.endpoint, methods=sorted(route.methods), name=route.name,
+                             include_in_schema=False)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(title=app.title, version=app.version,
+                                             routes=[*app.routes, *router.routes])
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -49,3 +49,11 @@ def test_resource_types_match_fhir_resources():
                     and name.lower() == module.name and name not in ("Resource", "DomainResource")):
                 found.add(name)
     assert found == set(RESOURCE_TYPES)
+
+
+def test_openapi_document_describes_the_rest_paths(client):
+    """The REST routes are served as plain Starlette routes; the OpenAPI document still lists them."""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/", "/metadata", "/{first}", "/{resource_type}/{second}", "/{resource_type}/{id}/{third}",
+            "/{resource_type}/{id}/_history/{version}"} <= set(paths)
+    assert {"get", "post", "put", "delete", "patch"} <= set(paths["/{resource_type}/{second}"])
