@@ -262,8 +262,8 @@ router.routes.insert(0, _instance_route)
 def install(app: FastAPI) -> None:
     """Serve the routes as plain Starlette routes. The handlers take the request and nothing else, so
     what FastAPI does per request for an ``APIRoute`` (solving declared parameters, parsing the query
-    string and cookies for them, route telemetry) bought nothing: about 30 µs, a third of a read's
-    CPU in process. The ``APIRouter`` above still describes them in the OpenAPI document."""
+    string and cookies for them, route telemetry) bought nothing: about 30 µs, over a third of a
+    read's CPU in process. The ``APIRouter`` above still describes them in the OpenAPI document."""
     for route in router.routes:
         app.router.add_route(route.path, route.endpoint, methods=sorted(route.methods), name=route.name,
                              include_in_schema=False)

@@ -154,7 +154,6 @@ class GuardedSession:
                                      f"{resource_type}: it must name the organisation as a party (e.g. requester, "
                                      "owner or performer)", "forbidden")
 
-
     def create_many(self, prepared):
         if current_caller() is not None:  # the server's own bookkeeping (AuditEvents), never a client's write
             raise FhirError(403, "resources are created in bulk by the server only", "forbidden")
