@@ -9,6 +9,7 @@ render.
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 from starlette.responses import Response
@@ -270,8 +271,11 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(title=app.title, version=app.version,
-                                             routes=[*app.routes, *router.routes])
+            # one operation per method, each with an id of its own (one route per method set shares its id)
+            described = [APIRoute(route.path, route.endpoint, methods=[method], name=route.name,
+                                  operation_id=f"{route.name}_{method.lower()}")
+                         for route in router.routes for method in sorted(route.methods)]
+            app.openapi_schema = get_openapi(title=app.title, version=app.version, routes=[*app.routes, *described])
         return app.openapi_schema
 
     app.openapi = openapi

@@ -57,3 +57,5 @@ def test_openapi_document_describes_the_rest_paths(client):
     assert {"/", "/metadata", "/{first}", "/{resource_type}/{second}", "/{resource_type}/{id}/{third}",
             "/{resource_type}/{id}/_history/{version}"} <= set(paths)
     assert {"get", "post", "put", "delete", "patch"} <= set(paths["/{resource_type}/{second}"])
+    ids = [operation["operationId"] for path in paths.values() for operation in path.values()]
+    assert len(ids) == len(set(ids))
