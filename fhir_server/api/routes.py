@@ -8,9 +8,9 @@ render.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,8 +23,23 @@ from . import history, operations
 from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, http_date, not_modified, parse_resource,
                           prefer, read_body, render, render_stored)
 
-router = APIRouter()
 _ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
+#: (path, handler) in the order they are matched; every path takes every method in ``_ALL``
+_ROUTES: list[tuple[str, object]] = []
+
+
+def _route(path: str, first: bool = False):
+    """Register a handler for ``path``. The catch-all paths differ in their number of segments, so their
+    order never changes which one a path selects; ``first`` puts the most frequent (read, update, delete
+    by id) ahead of the others, saving their matching. A fixed two-segment path must go before it."""
+    def register(handler):
+        if first:
+            _ROUTES.insert(0, (path, handler))
+        else:
+            _ROUTES.append((path, handler))
+        return handler
+
+    return register
 
 
 def _repo(request: Request) -> Repository:
@@ -67,7 +82,7 @@ async def _resource_body(request: Request) -> dict:
 
 # ---- system level ---------------------------------------------------------------------------
 
-@router.api_route("/", methods=_ALL)
+@_route("/")
 async def system(request: Request) -> Response:
     if request.method == "POST":
         body = await read_body(request)
@@ -86,14 +101,14 @@ async def system(request: Request) -> Response:
     raise _not_allowed(request.method, "/")
 
 
-@router.api_route("/metadata", methods=_ALL)
+@_route("/metadata")
 async def metadata(request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):
         raise _not_allowed(request.method, "/metadata")
     return render(request, request.app.state.capability_statement(base_url(request)))
 
 
-@router.api_route("/{first}", methods=_ALL)
+@_route("/{first}")
 async def type_level(request: Request) -> Response:
     first = request.path_params["first"]  # handlers take only the request (see install)
     if first.startswith("$"):
@@ -139,7 +154,7 @@ async def type_level(request: Request) -> Response:
     raise _not_allowed(method, f"/{first}")
 
 
-@router.api_route("/{resource_type}/{second}", methods=_ALL)
+@_route("/{resource_type}/{second}", first=True)
 async def instance_level(request: Request) -> Response:
     resource_type, second = request.path_params["resource_type"], request.path_params["second"]
     if second.startswith("$"):
@@ -186,7 +201,7 @@ async def instance_level(request: Request) -> Response:
     raise _not_allowed(method, f"/{resource_type}/{id}")
 
 
-@router.api_route("/{resource_type}/{id}/{third}", methods=_ALL)
+@_route("/{resource_type}/{id}/{third}")
 async def instance_sub(request: Request) -> Response:
     params = request.path_params
     resource_type, id, third = params["resource_type"], params["id"], params["third"]
@@ -204,7 +219,7 @@ async def instance_sub(request: Request) -> Response:
     raise FhirError(404, f"unknown path /{resource_type}/{id}/{third}", "not-found")
 
 
-@router.api_route("/{resource_type}/{id}/_history/{version}", methods=_ALL)
+@_route("/{resource_type}/{id}/_history/{version}")
 async def vread(request: Request) -> Response:
     params = request.path_params
     resource_type, id, version = params["resource_type"], params["id"], params["version"]
@@ -252,29 +267,19 @@ async def _operation(request: Request, name: str, level: str, resource_type: str
     return render(request, result)
 
 
-# The catch-all routes differ in their number of path segments, so their order never changes which
-# one a path selects; trying the instance route (read, update, delete: the most frequent requests)
-# first saves matching it against the others. A fixed two-segment path added here must go before it.
-_instance_route = next(r for r in router.routes if getattr(r, "path", None) == "/{resource_type}/{second}")
-router.routes.remove(_instance_route)
-router.routes.insert(0, _instance_route)
-
-
 def install(app: FastAPI) -> None:
     """Serve the routes as plain Starlette routes. The handlers take the request and nothing else, so
     what FastAPI does per request for an ``APIRoute`` (solving declared parameters, parsing the query
-    string and cookies for them, route telemetry) bought nothing: about 30 µs, over a third of a
-    read's CPU in process. The ``APIRouter`` above still describes them in the OpenAPI document."""
-    for route in router.routes:
-        app.router.add_route(route.path, route.endpoint, methods=sorted(route.methods), name=route.name,
-                             include_in_schema=False)
+    string and cookies for them, route telemetry) would buy nothing: about 30 µs, over a third of a
+    read's CPU in process. The OpenAPI document still describes them, one operation per method."""
+    for path, handler in _ROUTES:
+        app.router.add_route(path, handler, methods=_ALL, name=handler.__name__, include_in_schema=False)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            # one operation per method, each with an id of its own (one route per method set shares its id)
-            described = [APIRoute(route.path, route.endpoint, methods=[method], name=route.name,
-                                  operation_id=f"{route.name}_{method.lower()}")
-                         for route in router.routes for method in sorted(route.methods)]
+            described = [APIRoute(path, handler, methods=[method], name=handler.__name__,
+                                  operation_id=f"{handler.__name__}_{method.lower()}")
+                         for path, handler in _ROUTES for method in sorted(_ALL)]
             app.openapi_schema = get_openapi(title=app.title, version=app.version, routes=[*app.routes, *described])
         return app.openapi_schema
 
