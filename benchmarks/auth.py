@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             bodies = {"read": None, "create": rest.DATA / "servicerequest.json"}
             methods = {"read": "GET", "create": "POST"}
             results: dict[str, dict[str, rest.Result]] = {}
+            rounds: dict[str, list[float]] = {}
             audited_before = audit_count(secured, admin)
             requests_on_auth = 0
             for name in SCENARIOS:
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"  p99 {result.p99_ms:7.2f} ms  server CPU {result.cpu_us:6.0f} µs/req",
                               file=sys.stderr)
                 results[name] = {k: max(v, key=lambda r: r.rps) for k, v in runs.items()}
+                rounds[name] = rest.paired_ratios(runs["open"], runs["auth"])
             deadline = time.monotonic() + 60
             audited = audit_count(secured, admin) - audited_before
             while not args.no_audit and audited < requests_on_auth and time.monotonic() < deadline:
@@ -277,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{a.p99_ms:.2f} | {ratio:.0%} | ≥ {TARGET:.0%} {'met' if ratio >= TARGET else 'MISSED'} "
               f"| {o.cpu_us:.0f} / {a.cpu_us:.0f} |"
               + ("" if args.no_audit else f" {a.index_us:.0f} | {o.cpu_us / (a.cpu_us + a.index_us):.0%} |"))
-        report[name] = {"open": vars(o) | {"rps": o.rps}, "auth": vars(a) | {"rps": a.rps}, "ratio": ratio}
+        report[name] = {"open": vars(o) | {"rps": o.rps}, "auth": vars(a) | {"rps": a.rps}, "ratio": ratio,
+                        "round_ratios": rounds[name]}
+    if args.rounds > 1:
+        print()
+        for name, ratios in rounds.items():
+            print(f"{name}: auth/open round by round {rest.describe_rounds(ratios, TARGET)}")
     if not args.no_audit:
         print(f"\naudit trail: {audited} AuditEvents stored for {requests_on_auth} measured requests "
               f"({'complete' if audited >= requests_on_auth else 'INCOMPLETE'} within 60 s after the load)")
