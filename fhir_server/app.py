@@ -101,7 +101,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         repository.store.close()
 
     app = FastAPI(title="FHIR R4 referral server", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json", lifespan=lifespan)
+                  openapi_url="/openapi.json", lifespan=lifespan,
+                  telemetry=None if settings.telemetry else {"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     #: the URL the store was opened from (None when the caller passed a store object)
     app.state.store_url = settings.resolved_store_url if store is None else None

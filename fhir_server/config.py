@@ -71,6 +71,9 @@ class Settings:
     #: ``thread`` (the server's audit thread, when idle) or ``auto`` (a process when this one may run on
     #: more than one CPU and opened a store other processes can open too)
     audit_indexer: str = "auto"
+    #: FastAPI's OpenTelemetry instrumentation (spans, metrics and logs through the global providers); off,
+    #: it costs nothing, on, every request first asks whether a provider is configured (~3 µs)
+    telemetry: bool = False
     max_url_bytes: int = 8192
     max_header_bytes: int = 32768
     extra: dict = field(default_factory=dict)
@@ -100,6 +103,7 @@ class Settings:
             auth_policy_file=env.get("FHIR_AUTH_POLICY", ""),
             audit_enabled=(env["FHIR_AUDIT"].lower() in ("1", "true", "yes", "on")) if env.get("FHIR_AUDIT") else None,
             audit_indexer=env.get("FHIR_AUDIT_INDEXER", cls.audit_indexer).lower(),
+            telemetry=env.get("FHIR_TELEMETRY", "").lower() in ("1", "true", "yes", "on"),
             extra=_extra(env),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
