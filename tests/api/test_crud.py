@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import format_datetime
+
 import pytest
+
+from fhir_server.api.negotiation import http_date
 
 JSON = {"Content-Type": "application/fhir+json"}
 
@@ -88,6 +93,15 @@ def test_if_none_match_on_read_gives_304(client):
     stale = client.get(url, headers={"If-None-Match": 'W/"1"'})
     assert stale.status_code == 200 and stale.json()["gender"] == "male"
     assert client.get(f"{url}/_history/1", headers={"If-None-Match": 'W/"1"'}).status_code == 304
+
+
+def test_last_modified_is_meta_last_updated_as_an_http_date(client):
+    created = client.post("/Patient", json=patient(), headers=JSON)
+    stamp = datetime.fromisoformat(created.json()["meta"]["lastUpdated"].replace("Z", "+00:00"))
+    header = created.headers["Last-Modified"]
+    assert header == format_datetime(stamp.replace(microsecond=0), usegmt=True)
+    assert client.get(created.headers["Location"].split("/_history")[0]).headers["Last-Modified"] == header
+    assert http_date("2026-01-01T07:20:30.5+08:00") == "Wed, 31 Dec 2025 23:20:30 GMT"
 
 
 def test_if_modified_since_on_read(client):
