@@ -29,6 +29,23 @@ def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
+def scope_header(headers, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case bytes) in an ASGI scope's header list, or None.
+
+    Used instead of Starlette's ``Headers``: most headers an interaction consults (If-None-Match,
+    If-Modified-Since, Prefer, If-None-Exist) are absent, and a ``Headers`` lookup pays an exception for
+    each absent one."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def header(request: Request, name: bytes) -> str | None:
+    """A request header by lower-case name (see :func:`scope_header`)."""
+    return scope_header(request.scope["headers"], name)
+
+
 def response_format(request: Request) -> str:
     """JSON or XML for the response, from ``_format`` or the Accept header (JSON by default)."""
     # most requests have no query string: skip building QueryParams for them
@@ -40,7 +57,7 @@ def response_format(request: Request) -> str:
         if media in _JSON_TYPES or media in _FORMAT_ALIASES:
             return JSON
         raise FhirError(406, f"_format '{fmt}' is not supported (use json or xml)", "not-supported")
-    accept = request.headers.get("accept")
+    accept = header(request, b"accept")
     if accept:
         for part in accept.split(","):
             media = _media_type(part)
@@ -53,7 +70,7 @@ def response_format(request: Request) -> str:
 
 def prefer(request: Request, name: str, default: str | None = None) -> str | None:
     """One preference of the ``Prefer`` header (``return``, ``handling``), unquoted."""
-    for part in request.headers.get("prefer", "").split(";"):
+    for part in (header(request, b"prefer") or "").split(";"):
         key, _, value = part.strip().partition("=")
         if key.strip() == name:
             return value.strip().strip('"')
@@ -62,7 +79,7 @@ def prefer(request: Request, name: str, default: str | None = None) -> str | Non
 
 def content_media_type(request: Request) -> str:
     """The request's media type without parameters, lower case ('' when absent)."""
-    return _media_type(request.headers.get("content-type") or "")
+    return _media_type(header(request, b"content-type") or "")
 
 
 def is_pretty(request: Request) -> bool:
@@ -74,7 +91,7 @@ def is_pretty(request: Request) -> bool:
 async def read_body(request: Request) -> bytes:
     """The request body, refusing (413) anything over the configured limit without reading it all."""
     limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
+    declared = header(request, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FhirError(413, f"the request body is larger than the limit of {limit} bytes", "too-costly")
     chunks, size = [], 0
@@ -89,7 +106,7 @@ async def read_body(request: Request) -> bytes:
 
 
 def request_format(request: Request, body: bytes) -> str:
-    content_type = request.headers.get("content-type")
+    content_type = header(request, b"content-type")
     if not content_type:
         return XML if body.lstrip()[:1] == b"<" else JSON
     media = _media_type(content_type)
@@ -146,11 +163,11 @@ def not_modified(request: Request, etag: str, last_updated: str) -> bool:
     """Whether a conditional read may answer 304 (RFC 9110 §13.2.2: If-None-Match, when sent, decides;
     else If-Modified-Since). ETags compare weakly (``"2"`` matches ``W/"2"``); HTTP dates have whole
     seconds, so the stored instant is cut to the second."""
-    if_none_match = request.headers.get("if-none-match")
+    if_none_match = header(request, b"if-none-match")
     if if_none_match is not None:
         tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
         return "*" in tags or etag.removeprefix("W/") in tags
-    if_modified_since = request.headers.get("if-modified-since")
+    if_modified_since = header(request, b"if-modified-since")
     if not if_modified_since:
         return False
     try:

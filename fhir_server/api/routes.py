@@ -20,8 +20,8 @@ from ..repository import Repository, WriteResult, check_type, resource_issue_sum
 from ..resource_types import RESOURCE_TYPES
 from ..security.guarded_store import check_client_read
 from . import history, operations
-from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, http_date, not_modified, parse_resource,
-                          prefer, read_body, render, render_stored)
+from .negotiation import (FORM, JSON_PATCH, base_url, content_media_type, header, http_date, not_modified,
+                          parse_resource, prefer, read_body, render, render_stored)
 
 _ALL = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
 #: (path, handler) in the order they are matched; every path takes every method in ``_ALL``
@@ -59,7 +59,7 @@ def _version_headers(request: Request, record, location: bool = False) -> dict:
 
 
 def _if_match(request: Request) -> int | None:
-    return version_from_etag(request.headers.get("if-match"))
+    return version_from_etag(header(request, b"if-match"))
 
 
 def _prefer_return(request: Request) -> str:
@@ -133,7 +133,7 @@ async def type_level(request: Request) -> Response:
         if content_media_type(request) == FORM:
             raise FhirError(400, f"use POST /{first}/_search for a search with a form body", "invalid")
         resource = await _resource_body(request)
-        result = _repo(request).create(resource, request.headers.get("if-none-exist"), resource_type=first)
+        result = _repo(request).create(resource, header(request, b"if-none-exist"), resource_type=first)
         return _write_response(request, result, 201 if result.created else 200)
     query = request.url.query
     if method == "PUT":

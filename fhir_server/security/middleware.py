@@ -26,6 +26,7 @@ from typing import NamedTuple
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from ..api.negotiation import scope_header
 from ..errors import FhirError, issue, operation_outcome
 from ..formats import json as fjson
 from ..resource_types import RESOURCE_TYPES
@@ -191,7 +192,7 @@ class SecurityMiddleware:
                 scope.setdefault("state", {})["caller"] = caller
                 tokens = set_current(caller, self.guard)
             elif event is not None:
-                content_type = _header(headers, b"content-type")
+                content_type = scope_header(headers, b"content-type") or ""
                 interaction = classify(method, path, content_type)
                 event.update(interaction=interaction.name, resource_type=interaction.resource_type,
                              id=interaction.id)
@@ -209,9 +210,9 @@ class SecurityMiddleware:
 
     def _authorize(self, scope, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
-        content_type = _header(headers, b"content-type")
+        content_type = scope_header(headers, b"content-type") or ""
         interaction = classify(method, path, content_type)
-        authorization = _header(headers, b"authorization")
+        authorization = scope_header(headers, b"authorization") or ""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             reason = "this server requires an OAuth 2.0 bearer token (SMART Backend Services)"
@@ -270,9 +271,3 @@ def _reads_audit(interaction: Interaction, scope) -> bool:
         return True
     return interaction.resource_type is None and interaction.name in _SYSTEM_READS
 
-
-def _header(headers, name: bytes) -> str:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
