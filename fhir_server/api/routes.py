@@ -274,6 +274,9 @@ def install(app: FastAPI) -> None:
     read's CPU in process. The OpenAPI document still describes them, one operation per method."""
     for path, handler in _ROUTES:
         app.router.add_route(path, handler, methods=_ALL, name=handler.__name__, include_in_schema=False)
+    # the most frequent route ahead of FastAPI's own (/openapi.json): one pattern match fewer per read
+    routes = app.router.routes
+    routes.insert(0, routes.pop(len(routes) - len(_ROUTES)))
 
     def openapi() -> dict:
         if app.openapi_schema is None:
