@@ -235,7 +235,9 @@ def evaluator(name: str, *types: str, only: Callable[[str, dict], bool] | None =
     def register(fn: Evaluator) -> Evaluator:
         EVALUATORS[name] = (types, fn)
         for resource_type in types:
-            _PRECONDITIONS.setdefault(resource_type, []).append(only)
+            preconditions = _PRECONDITIONS.setdefault(resource_type, [])
+            if only not in preconditions:  # most share one (an active referral): test it once per write
+                preconditions.append(only)
         return fn
 
     return register
