@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,7 +42,7 @@ _SERVER_META = ("versionId", "lastUpdated")
 
 def instant(when: datetime) -> str:
     """A time as stored in meta.lastUpdated: a FHIR instant in UTC with microseconds (sorts lexically)."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_instant() -> str:
@@ -61,7 +60,8 @@ def new_id() -> str:
     random = int.from_bytes(os.urandom(10), "big")
     value = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (random >> 68) << 64
              | 0b10 << 62 | random & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"  # the UUID's text, without building a uuid.UUID to print it
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def version_from_etag(value: str | None, header: str = "If-Match") -> int | None:
