@@ -195,7 +195,10 @@ def _object(model: type, value, is_resource: bool = False) -> bool:
         if key not in value:
             return False
     for names, required in shape.choices:
-        present = sum(1 for name in names if name in value)
+        present = 0
+        for name in names:
+            if name in value:
+                present += 1
         if present > 1 or (required and present == 0):
             return False
     if shape.needs_any and not any(key in value for key in shape.needs_any):
