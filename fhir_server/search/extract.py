@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .paths import compile_expression, compile_relative
+from ..resource_types import RESOURCE_TYPES, model_class
+from .paths import compile_expression, compile_relative, first_elements
 from .registry import Registry, SearchParam, param_key
 from .values import MAX_TIME, MIN_TIME, date_range, normalize
 
@@ -208,10 +209,24 @@ def add_values(rows: dict, param: SearchParam, key: int, nodes: list, group) -> 
 
 
 def _add_plain(rows: dict[str, list[tuple]], params: list, resource: dict) -> None:
-    for param, walker in params:
+    for param, walker, first in params:
+        if first is not None:  # the elements the walk would start from: is any of them there?
+            for name in first:
+                if name in resource:
+                    break
+            else:
+                continue
         nodes = walker(resource)
         if nodes:
             add_values(rows, param, param.key, nodes, None)
+
+
+def _top_level_choices(resource_type: str) -> dict[str, list[str]] | None:
+    """The type's choice elements and their JSON names, from its fhir.resources model (None: no model)."""
+    if resource_type not in RESOURCE_TYPES:
+        return None
+    return {name: list(names) for name, names in
+            model_class(resource_type).model_construct().get_one_of_many_fields().items()}
 
 
 class Extractor:
@@ -219,12 +234,15 @@ class Extractor:
 
     def __init__(self, registry: Registry, resource_type: str):
         self.resource_type = resource_type
-        self.plain: list[tuple[SearchParam, object]] = []
+        #: (parameter, walker, top-level elements it starts from or None)
+        self.plain: list[tuple[SearchParam, object, tuple | None]] = []
         self.composite: list[tuple[SearchParam, object, list]] = []
+        choices = _top_level_choices(resource_type)
         for param in registry.params(resource_type):
             if param.code in ("_id", "_lastUpdated") or param.type == "special":
                 continue
-            walker = compile_expression(param.expression, resource_type if param.owner != "Resource" else "Resource")
+            root = resource_type if param.owner != "Resource" else "Resource"
+            walker = compile_expression(param.expression, root)
             if param.type == "composite":
                 parts = []
                 for i, component in enumerate(param.components):
@@ -236,8 +254,8 @@ class Extractor:
                 if parts:
                     self.composite.append((param, walker, parts))
             else:
-                self.plain.append((param, walker))
-        self.reference_params = [(param, walker) for param, walker in self.plain if param.type == "reference"]
+                self.plain.append((param, walker, first_elements(param.expression, root, choices)))
+        self.reference_params = [plain for plain in self.plain if plain[0].type == "reference"]
         self._reference_subsets: dict[frozenset | None, list] = {None: self.reference_params}
 
     def references(self, resource: dict, keys: frozenset | None = None) -> list[tuple]:
@@ -245,7 +263,7 @@ class Extractor:
         ``keys`` limits them to those parameters (an access rule names two or three of a type's dozen)."""
         params = self._reference_subsets.get(keys)
         if params is None:
-            params = [(p, w) for p, w in self.reference_params if p.key in keys]
+            params = [plain for plain in self.reference_params if plain[0].key in keys]
             if len(self._reference_subsets) < 256:
                 self._reference_subsets[keys] = params
         rows: dict[str, list[tuple]] = {"reference": [], "token": []}  # a logical reference adds a token row

@@ -235,6 +235,35 @@ def compile_expression(expression: str, root: str) -> Walker:
     return walk_all
 
 
+def first_elements(expression: str, root: str, choices: dict[str, list[str]] | None = None) -> tuple[str, ...] | None:
+    """The top-level elements a resource must have for ``expression`` to find anything there (None: cannot
+    tell, e.g. an expression left to fhirpathpy). ``choices``: the type's own choice elements and their JSON
+    names (``occurrence`` → ``occurrenceDateTime``, …); without it a name that is a choice in any type is
+    not decided. A write skips the walk of a parameter whose elements the resource lacks: most of a type's
+    parameters, in a typical resource."""
+    if not expression or _EXISTS_NOT_FALSE.match(expression):
+        return None
+    names: list[str] = []
+    for part in split_union(expression):
+        match = _AS_SUFFIX.match(part)
+        steps = _steps(_strip(match.group(1)) if match else part)
+        if len(steps) < 2 or steps[0] not in (root, "Resource", "DomainResource"):
+            return None
+        first = steps[1]
+        if _EXTENSION.match(first):
+            first = "extension"
+        if not _NAME.match(first):
+            return None
+        if choices is not None and first in choices:
+            names.extend(n for n in choices[first] if n not in names)
+            continue
+        if first in CHOICE_NAMES and choices is None:
+            return None
+        if first not in names:
+            names.append(first)
+    return tuple(names)
+
+
 def compile_relative(expression: str) -> Walker:
     """Walker for a composite component's expression, evaluated on an element (no root type)."""
     parts = [p for p in split_union(expression) if not p.startswith("%")]

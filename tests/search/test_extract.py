@@ -93,3 +93,20 @@ def test_reference_rows_alone_match_the_full_extraction():
     for resource in referral_resources():
         full = extraction.rows(resource["resourceType"], resource.get("id", "x"), resource)["reference"]
         assert extraction.references(resource["resourceType"], resource) == full, resource.get("id")
+
+
+def test_skipping_walks_of_absent_elements_changes_no_row():
+    """The extractor walks a parameter only when the resource has an element its path starts from."""
+    from tests.search.test_paths import _resources
+
+    extraction = Extraction(default_registry())
+    for resource in _resources():
+        rtype = resource["resourceType"]
+        extractor = extraction.extractor(rtype)
+        rows = extractor.rows(resource.get("id", "x"), resource, "2024-05-01T00:00:00Z")
+        skipping = extractor.plain
+        extractor.plain = [(param, walker, None) for param, walker, _ in skipping]
+        try:
+            assert extractor.rows(resource.get("id", "x"), resource, "2024-05-01T00:00:00Z") == rows, rtype
+        finally:
+            extractor.plain = skipping

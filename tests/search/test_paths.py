@@ -12,6 +12,7 @@ from fhirpathpy.models import models
 
 from fhir_server.resource_types import RESOURCE_TYPES
 from fhir_server.search import paths
+from fhir_server.search.extract import _top_level_choices
 from fhir_server.search.registry import default_registry
 from tests.search.conftest import referral_resources
 
@@ -72,3 +73,32 @@ def test_choice_types_where_and_casts():
     assert paths.compile_expression("Task.for.where(resolve() is Group)", "Task")(task) == []
     ext = {"resourceType": "ServiceRequest", "extension": [{"url": "u", "valueCode": "up"}]}
     assert paths.compile_expression("ServiceRequest.extension('u').value", "ServiceRequest")(ext) == ["up"]
+
+
+def test_first_elements_name_where_a_walk_starts():
+    patient = {"deceased": ["deceasedBoolean", "deceasedDateTime"]}
+    assert paths.first_elements("Patient.name.family", "Patient", patient) == ("name",)
+    assert paths.first_elements("Patient.name | Patient.address.city", "Patient", patient) == ("name", "address")
+    assert paths.first_elements("Patient.deceased", "Patient", patient) == ("deceasedBoolean", "deceasedDateTime")
+    assert paths.first_elements("Resource.meta.profile", "Resource", {}) == ("meta",)
+    assert paths.first_elements("ServiceRequest.extension('u').value", "ServiceRequest", {}) == ("extension",)
+    assert paths.first_elements("Task.for.where(resolve() is Patient)", "Task", {}) == ("for",)
+    observation = {"value": ["valueQuantity", "valueString"]}
+    assert paths.first_elements("(Observation.value as Quantity)", "Observation", observation) == (
+        "valueQuantity", "valueString")
+    # not decided: a name that is a choice somewhere, without the type's choices; the engine's expressions
+    assert paths.first_elements("Patient.name", "Patient") is None
+    assert paths.first_elements("Patient.deceased.exists() and Patient.deceased != false", "Patient") is None
+    assert paths.first_elements("Bundle.entry[0].resource", "Bundle") is None
+
+
+@pytest.mark.parametrize("resource", _resources(), ids=lambda r: f"{r['resourceType']}-{r.get('id')}")
+def test_a_walk_finds_nothing_when_its_first_elements_are_absent(resource):
+    rtype = resource["resourceType"]
+    for param in default_registry().params(rtype):
+        if not param.expression or param.type in ("composite", "special"):
+            continue
+        root = rtype if param.owner != "Resource" else "Resource"
+        first = paths.first_elements(param.expression, root, _top_level_choices(rtype))
+        if first is not None and not any(name in resource for name in first):
+            assert paths.compile_expression(param.expression, root)(resource) == [], param.code
