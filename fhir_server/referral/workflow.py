@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from fhir_server.errors import FhirError, issue
 from fhir_server.formats import json as fjson
+from fhir_server.security.context import current_caller
 
 from . import vocabulary as v
 from .facts import Facts, local_reference
@@ -44,8 +45,6 @@ def caller_identity() -> tuple[str | None, str | None]:
     explicit = CALLER_ORGANIZATION.get()
     if explicit:
         return explicit, None
-    from fhir_server.security.context import current_caller
-
     caller = current_caller()
     if caller is None or caller.admin:
         return None, None
