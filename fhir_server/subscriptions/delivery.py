@@ -114,6 +114,8 @@ class Notifier:
         """Accept a requested Subscription (``requested`` → ``active``, as R4 says) and record who subscribed:
         the authenticated caller's organisation (``*`` for a platform administrator), never what the client
         claims — full-resource payloads are filtered by what that subscriber may read."""
+        if not any(record.resource_type == "Subscription" for record in records):
+            return
         from fhir_server.security.context import current_caller
 
         caller = current_caller()
