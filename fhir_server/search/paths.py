@@ -255,7 +255,7 @@ def first_elements(expression: str, root: str, choices: dict[str, list[str]] | N
         if not _NAME.match(first):
             return None
         if choices is not None and first in choices:
-            names.extend(n for n in choices[first] if n not in names)
+            names.extend(n for n in (first, *choices[first]) if n not in names)  # the walk tries both
             continue
         if first in CHOICE_NAMES and choices is None:
             return None

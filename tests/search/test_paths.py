@@ -79,13 +79,14 @@ def test_first_elements_name_where_a_walk_starts():
     patient = {"deceased": ["deceasedBoolean", "deceasedDateTime"]}
     assert paths.first_elements("Patient.name.family", "Patient", patient) == ("name",)
     assert paths.first_elements("Patient.name | Patient.address.city", "Patient", patient) == ("name", "address")
-    assert paths.first_elements("Patient.deceased", "Patient", patient) == ("deceasedBoolean", "deceasedDateTime")
+    assert paths.first_elements("Patient.deceased", "Patient", patient) == (
+        "deceased", "deceasedBoolean", "deceasedDateTime")
     assert paths.first_elements("Resource.meta.profile", "Resource", {}) == ("meta",)
     assert paths.first_elements("ServiceRequest.extension('u').value", "ServiceRequest", {}) == ("extension",)
     assert paths.first_elements("Task.for.where(resolve() is Patient)", "Task", {}) == ("for",)
     observation = {"value": ["valueQuantity", "valueString"]}
     assert paths.first_elements("(Observation.value as Quantity)", "Observation", observation) == (
-        "valueQuantity", "valueString")
+        "value", "valueQuantity", "valueString")
     # not decided: a name that is a choice somewhere, without the type's choices; the engine's expressions
     assert paths.first_elements("Patient.name", "Patient") is None
     assert paths.first_elements("Patient.deceased.exists() and Patient.deceased != false", "Patient") is None
