@@ -8,7 +8,8 @@ given on the command line) and writes:
   comparator, component, multipleOr/And, description);
 - ``compartments.json``: the R4 CompartmentDefinitions as {compartment: {type: [param codes]}};
 - ``elements.json``: per resource type, the top-level elements marked ``isSummary`` and those
-  that are mandatory (``min`` ≥ 1), for ``_summary`` and ``_elements``;
+  that are mandatory (``min`` ≥ 1), for ``_summary`` and ``_elements``, and its top-level choice
+  elements with their JSON names (``occurrence`` → ``occurrenceDateTime``, …), for extraction;
 - ``choices.json``: the names of choice elements (``value`` for ``value[x]``) in any resource or
   data type, so extraction looks for ``valueQuantity`` only where a choice can be.
 
@@ -73,19 +74,20 @@ def main(argv: list[str]) -> None:
         if (kind == "StructureDefinition" and doc.get("kind") == "resource"
               and doc.get("derivation") == "specialization" and doc.get("type") in RESOURCE_TYPES):
             rtype = doc["type"]
-            summary, mandatory = [], []
+            summary, mandatory, type_choices = [], [], {}
             for element in doc["snapshot"]["element"]:
                 path = element["path"]
                 if path.count(".") != 1:
                     continue
                 field = path.split(".", 1)[1]
                 if field.endswith("[x]"):
-                    field = field[:-3] + "[x]"
+                    base = field[:-3]
+                    type_choices[base] = [base + t["code"][0].upper() + t["code"][1:] for t in element["type"]]
                 if element.get("isSummary"):
                     summary.append(field)
                 if element.get("min", 0) >= 1:
                     mandatory.append(field)
-            elements[rtype] = {"summary": summary, "mandatory": mandatory}
+            elements[rtype] = {"summary": summary, "mandatory": mandatory, "choices": type_choices}
     params.sort(key=lambda p: p["url"])
     out.mkdir(parents=True, exist_ok=True)
     for file, data in (("search-parameters.json", params), ("compartments.json", compartments),

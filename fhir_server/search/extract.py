@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from ..resource_types import RESOURCE_TYPES, model_class
 from .paths import compile_expression, compile_relative, first_elements
 from .registry import Registry, SearchParam, param_key
 from .values import MAX_TIME, MIN_TIME, date_range, normalize
@@ -221,14 +220,6 @@ def _add_plain(rows: dict[str, list[tuple]], params: list, resource: dict) -> No
             add_values(rows, param, param.key, nodes, None)
 
 
-def _top_level_choices(resource_type: str) -> dict[str, list[str]] | None:
-    """The type's choice elements and their JSON names, from its fhir.resources model (None: no model)."""
-    if resource_type not in RESOURCE_TYPES:
-        return None
-    return {name: list(names) for name, names in
-            model_class(resource_type).model_construct().get_one_of_many_fields().items()}
-
-
 class Extractor:
     """Per resource type: the compiled walkers of its parameters (built once, reused per write)."""
 
@@ -237,7 +228,8 @@ class Extractor:
         #: (parameter, walker, top-level elements it starts from or None)
         self.plain: list[tuple[SearchParam, object, tuple | None]] = []
         self.composite: list[tuple[SearchParam, object, list]] = []
-        choices = _top_level_choices(resource_type)
+        # the type's choice elements and their JSON names (data/elements.json; None for a type R4 lacks)
+        choices = registry.elements.get(resource_type, {}).get("choices")
         for param in registry.params(resource_type):
             if param.code in ("_id", "_lastUpdated") or param.type == "special":
                 continue
