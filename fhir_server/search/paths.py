@@ -142,12 +142,16 @@ def _exists(nodes: list) -> list:
     return [bool(nodes)]
 
 
-def _compile_part(part: str, root: str) -> Callable[[dict], list]:
-    cast = None
+def _part_steps(part: str) -> tuple[list[str], str | None]:
+    """The steps of one union member and the type of a trailing ``as Type`` cast (None without one)."""
     match = _AS_SUFFIX.match(part)
     if match:
-        part, cast = _strip(match.group(1)), match.group(2)
-    steps = _steps(part)
+        return _steps(_strip(match.group(1))), match.group(2)
+    return _steps(part), None
+
+
+def _compile_part(part: str, root: str) -> Callable[[dict], list]:
+    steps, cast = _part_steps(part)
     if not steps or steps[0] not in (root, "Resource", "DomainResource"):
         raise Unsupported(part)
     ops = []
@@ -245,8 +249,7 @@ def first_elements(expression: str, root: str, choices: dict[str, list[str]] | N
         return None
     names: list[str] = []
     for part in split_union(expression):
-        match = _AS_SUFFIX.match(part)
-        steps = _steps(_strip(match.group(1)) if match else part)
+        steps, _ = _part_steps(part)
         if len(steps) < 2 or steps[0] not in (root, "Resource", "DomainResource"):
             return None
         first = steps[1]
