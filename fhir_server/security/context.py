@@ -1,10 +1,9 @@
 """Who is calling: the identity a verified access token carries, visible to every layer.
 
-The middleware puts the caller on ``request.state.caller`` and in a context variable, so
-the repository, Bundle processing, search and the referral workflow can ask
-``current_caller()`` without any signature change. ``None`` means no authenticated caller:
-authentication is off, or the code runs on the server's own behalf (start-up seeding,
-legacy-message mapping, the audit writer).
+The middleware puts the caller in a context variable, so the repository, Bundle processing,
+search and the referral workflow can ask ``current_caller()`` without any signature change.
+``None`` means no authenticated caller: authentication is off, or the code runs on the
+server's own behalf (start-up seeding, legacy-message mapping, the audit writer).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..errors import FhirError
 from .context import current_caller, current_guard
 from ..repository import valid_id
-from .policy import Policy, quick_visible, restrict_query, visible_ids
+from .policy import Policy, quick_visible, read_checked, restrict_query, visible_ids
 
 _LETTER_WORD = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
@@ -55,17 +55,20 @@ class Guard:
     def check_visible_in(self, session, resource_type: str, id: str, caller, existing_only: bool = False) -> None:
         """404 unless the caller may read ``resource_type/id``; with ``existing_only`` an absent id passes
         (an update may create it)."""
-        if caller.admin or not self.policy.is_restricted(caller, resource_type):
+        if caller.admin:
+            return
+        plan = self.policy.quick_plan(caller, resource_type)
+        if plan is None:
             return
         inner = getattr(session, "inner", session)
-        current = inner.read(resource_type, id) if valid_id(id) else None
+        current, indexed = read_checked(inner, plan, resource_type, id) if valid_id(id) else (None, None)
         if isinstance(session, GuardedSession):
             session.checked = current  # the read that follows the check takes this record
         if current is None or current.deleted:
             if existing_only:
                 return
             raise not_visible(resource_type, id)
-        if quick_visible(self.policy, inner, caller, current):
+        if quick_visible(self.policy, inner, caller, current, indexed=indexed):
             return
         if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
             raise not_visible(resource_type, id)
@@ -203,11 +206,13 @@ def check_client_read(session, resource_type: str, id: str | None) -> None:
     404 when hidden, checked in the session that then reads; ``id`` None (a Bundle search entry): the search
     scope."""
     caller = current_caller()
+    if caller is None:  # authentication is off, or the server reads on its own behalf
+        return
     guard = getattr(session, "guard", None) or current_guard()
-    if caller is None or guard is None:  # no caller, or authentication is off
+    if guard is None:
         return
     if id is None:
         if not caller.can("s", resource_type):
             raise forbidden_scope("s", resource_type)
         return
-    guard.check_read_in(session, resource_type, id)
+    guard.check_read_in(session, resource_type, id, caller)

@@ -5,7 +5,7 @@ One pure-ASGI middleware in front of the FHIR routes (cheaper than ``BaseHTTPMid
 1. refuses over-long URLs (414) and header blocks (431) — always, auth on or off;
 2. with authentication on, requires ``Authorization: Bearer`` on everything but the public
    paths (CapabilityStatement, SMART configuration, token endpoint, OpenAPI schema), verifies
-   the token and puts the caller on ``request.state.caller`` and in the context variable;
+   the token and puts the caller in the context variable (``current_caller``);
 3. classifies the request into a FHIR interaction from method and path (the same shapes
    ``fhir_server.api.routes`` dispatches on) and checks the SMART scope letter it needs,
    administrator-only types, and — for instance history, instance operations and writes by
@@ -66,11 +66,12 @@ _INSTANCE_LEVEL = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "pat
 
 def classify(method: str, path: str, content_type: str = "") -> Interaction:
     """The FHIR interaction a request asks for, by the shape of its path."""
-    parts = [p for p in path.split("/") if p]
+    parts = path.strip("/").split("/")
+    if "" in parts:  # "/" itself, or an empty segment
+        parts = [p for p in parts if p]
     count = len(parts)
-    form = content_type.startswith("application/x-www-form-urlencoded")
     if count == 0:
-        if method == "POST" and not form:
+        if method == "POST" and not content_type.startswith("application/x-www-form-urlencoded"):
             return Interaction("transaction")
         return Interaction("search-system", letter="s")
     first = parts[0]
@@ -159,67 +160,78 @@ class SecurityMiddleware:
 
     async def _secured(self, scope, receive, send, headers):
         path, method = scope["path"], scope["method"]
-        event: dict | None = None
-        if self.audit is not None and path not in PUBLIC_PATHS:
-            self.audit.active()
-            client = scope.get("client")
-            event = {"method": method, "path": path, "address": client[0] if client else None}
-        status_box = [0]
+        public = path in PUBLIC_PATHS
+        if self.audit is not None and not public:
+            return await self._audited(scope, receive, send, headers, path, method)
+        caller = None
+        if self.tokens is not None and not public:
+            caller, _, refusal = self._authorize(method, path, headers)
+            if refusal is not None:
+                return await refusal[1](send)
+        await self._serve(scope, receive, send, caller)
+
+    async def _audited(self, scope, receive, send, headers, path: str, method: str):
+        """:meth:`_secured` with an audit record of the request, its caller and outcome, refusals included."""
+        audit = self.audit
+        audit.active()
+        caller = interaction = refusal = None
+        status = 0
 
         async def send_capturing(message):
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
+                status = message["status"]
             await send(message)
 
-        tokens = caller = interaction = None
         try:
-            if self.tokens is not None and path not in PUBLIC_PATHS:
-                caller, interaction, refusal = self._authorize(scope, method, path, headers)
-                if event is not None:
-                    event.update(interaction=interaction.name, resource_type=interaction.resource_type,
-                                 id=interaction.id)
-                    if interaction.name.startswith("search") and scope.get("query_string"):
-                        event["query"] = scope["query_string"].decode("latin-1")
-                    if caller is not None:
-                        event.update(client_id=caller.client_id, organization=caller.organization,
-                                     practitioner_role=caller.practitioner_role)
-                if refusal is not None:
-                    status, responder, reason = refusal
-                    status_box[0] = status
-                    if event is not None:
-                        event["reason"] = reason
-                    return await responder(send)
-                scope.setdefault("state", {})["caller"] = caller
-                tokens = set_current(caller, self.guard)
-            elif event is not None:
-                content_type = scope_header(headers, b"content-type") or ""
-                interaction = classify(method, path, content_type)
+            if self.tokens is not None:
+                caller, interaction, refusal = self._authorize(method, path, headers)
+            else:
+                interaction = classify(method, path, scope_header(headers, b"content-type") or "")
+            if refusal is not None:
+                status = refusal[0]
+                return await refusal[1](send)
+            # anyone may read AuditEvents with auth off; with it on, administrators only
+            if (caller is None or caller.admin) and audit.pending and _reads_audit(interaction, scope):
+                await run_in_threadpool(audit.catch_up)
+            await self._serve(scope, receive, send_capturing, caller)
+        finally:
+            client = scope.get("client")
+            event = {"method": method, "path": path, "address": client[0] if client else None,
+                     "status": status or 500}
+            if interaction is not None:
                 event.update(interaction=interaction.name, resource_type=interaction.resource_type,
                              id=interaction.id)
-            # anyone may read AuditEvents with auth off; with it on, administrators only
-            if (event is not None and (caller is None or caller.admin) and self.audit.pending
-                    and _reads_audit(interaction, scope)):
-                await run_in_threadpool(self.audit.catch_up)
-            await self.app(scope, receive, send_capturing)
-        finally:
-            if tokens is not None:
-                reset_current(tokens)
-            if event is not None:
-                event["status"] = status_box[0] or 500
-                self.audit.record(event)
+                if interaction.name.startswith("search") and scope.get("query_string"):
+                    event["query"] = scope["query_string"].decode("latin-1")
+            if caller is not None:
+                event.update(client_id=caller.client_id, organization=caller.organization,
+                             practitioner_role=caller.practitioner_role)
+            if refusal is not None:
+                event["reason"] = refusal[2]
+            audit.record(event)
 
-    def _authorize(self, scope, method: str, path: str, headers):
+    async def _serve(self, scope, receive, send, caller) -> None:
+        """The FHIR app, with ``caller`` (None: auth off) and the guard in context for every layer below."""
+        if caller is None:
+            return await self.app(scope, receive, send)
+        tokens = set_current(caller, self.guard)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_current(tokens)
+
+    def _authorize(self, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
-        content_type = scope_header(headers, b"content-type") or ""
-        interaction = classify(method, path, content_type)
-        authorization = scope_header(headers, b"authorization") or ""
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        interaction = classify(method, path, scope_header(headers, b"content-type") or "")
+        scheme, _, token = (scope_header(headers, b"authorization") or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             reason = "this server requires an OAuth 2.0 bearer token (SMART Backend Services)"
             return None, interaction, (401, _outcome_response(401, "login", reason, {
                 "WWW-Authenticate": 'Bearer realm="fhir"'}), "no bearer token")
         try:
-            caller = self.tokens.verify(token.strip())
+            caller = self.tokens.verify(token)
         except InvalidToken as exc:
             return None, interaction, (401, _outcome_response(401, "login", f"invalid access token: {exc}", {
                 "WWW-Authenticate": 'Bearer realm="fhir", error="invalid_token"'}), f"invalid token: {exc}")

@@ -83,7 +83,7 @@ class Policy:
         self._cache: dict[tuple, object] = {}
         self._lock = threading.Lock()
         self._extraction = None
-        #: (organisation, role, type, mode) → the _QuickPlan of that restriction
+        #: (organisation, role, type, mode) → the _QuickPlan of that restriction, None when unrestricted
         self._plans: dict[tuple, object] = {}
         self._check()
 
@@ -111,6 +111,21 @@ class Policy:
         if caller is None or caller.admin:
             return False
         return resource_type in self.admin_only or self.restriction(caller, resource_type, "read") is not None
+
+    def quick_plan(self, caller: Caller, resource_type: str, mode: str = "read"):
+        """What :func:`quick_visible` compares for the caller's restriction on ``resource_type`` (None: not
+        restricted), one dict read per check by id once made."""
+        key = (caller.organization, caller.practitioner_role, resource_type, mode)
+        plan = self._plans.get(key, _MISSING)
+        if plan is not _MISSING:
+            return plan
+        condition = self.restriction(caller, resource_type, mode)
+        plan = None if condition is None else _plan_of(self, condition)
+        with self._lock:
+            if len(self._plans) > 20000:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
 
     # ---- rules → search conditions ---------------------------------------------------------------
 
@@ -257,12 +272,7 @@ def _admitting_rows(clause) -> frozenset:
                      if isinstance(v, ReferenceValue) and v.type and v.id)
 
 
-def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, condition) -> _QuickPlan:
-    """The plan of ``condition``, the caller's restriction on ``resource_type`` (cached under the same key)."""
-    key = (caller.organization, caller.practitioner_role, resource_type, mode)
-    plan = policy._plans.get(key)
-    if plan is not None:
-        return plan
+def _plan_of(policy: Policy, condition) -> _QuickPlan:
     from ..search.query import Chain, Clause, ReferenceValue
 
     admits, chains, keys = set(), [], set()
@@ -276,40 +286,36 @@ def _quick_plan(policy: Policy, caller: Caller, resource_type: str, mode: str, c
                     and all(isinstance(v, ReferenceValue) for v in inner.values)):
                 chains.append((alternative.param.key, target, _admitting_rows(inner), frozenset((inner.param.key,))))
                 keys.add(alternative.param.key)
-    plan = _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys))
-    with policy._lock:
-        if len(policy._plans) > 20000:
-            policy._plans.clear()
-        policy._plans[key] = plan
-    return plan
+    return _QuickPlan(frozenset(admits), tuple(chains), frozenset(keys))
 
 
 def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "read",
-                  resource: dict | None = None) -> bool:
+                  resource: dict | None = None, indexed: bool | None = None) -> bool:
     """True when a plain reference rule (``performer={org}``, ``requester:PractitionerRole.organization={org}``)
     already admits ``record``, the current version in ``session`` (``resource``: its parsed body, when the
     caller has it); False means "not decided here" (run the query).
 
     A shortcut for checks by id: it compares the same index rows the search would. Without a parsed body it
-    asks the stored search index when the store can (``references_any``: no parse of the body); otherwise
-    it extracts them with the same extraction, only for the parameters the rules name. Either way it never
-    admits what the query would refuse.
+    asks the stored search index when the store can (``references_any``: no parse of the body; ``indexed``:
+    its answer for the plan's rows, when the caller read it with the record, see :func:`read_checked`);
+    otherwise it extracts them with the same extraction, only for the parameters the rules name. Either way
+    it never admits what the query would refuse.
     """
-    condition = policy.restriction(caller, record.resource_type, mode)
-    if condition is None:
+    plan = policy.quick_plan(caller, record.resource_type, mode)
+    if plan is None:
         return True
-    plan = _quick_plan(policy, caller, record.resource_type, mode, condition)
     if not plan.keys:
         return False
-    indexed = resource is None and hasattr(session, "references_any")
-    if indexed:
-        if session.references_any(record.resource_type, record.id, plan.admits):
+    if indexed is None and resource is None and hasattr(session, "references_any"):
+        indexed = session.references_any(record.resource_type, record.id, plan.admits)
+    if indexed is not None:
+        if indexed:
             return True
         if not plan.chains:
             return False
     rows = _reference_rows(policy, record.resource_type,
                            resource if resource is not None else _parsed(record.body), plan.keys)
-    if not indexed and any(row[:3] in plan.admits for row in rows):
+    if indexed is None and any(row[:3] in plan.admits for row in rows):
         return True
     # following a reference to another resource costs a read
     for chain_key, target, admits, target_keys in plan.chains:
@@ -323,6 +329,15 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
                                                                 target_keys)):
                 return True
     return False
+
+
+def read_checked(session, plan: _QuickPlan, resource_type: str, id: str) -> tuple:
+    """(record, indexed): the current version of ``resource_type/id`` (None if never written) for a read
+    check by the caller's ``plan``, with the stored index's answer for its plain reference rows (None when not
+    asked) read in the same statement when the store can (``read_admitted``), for :func:`quick_visible`."""
+    if plan.admits and hasattr(session, "read_admitted"):
+        return session.read_admitted(resource_type, id, plan.admits)
+    return session.read(resource_type, id), None
 
 
 def _parsed(body: bytes) -> dict:

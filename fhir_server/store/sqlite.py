@@ -11,6 +11,7 @@ processes.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Collection
@@ -20,7 +21,7 @@ from typing import Iterator
 
 from .base import StoredResource, VersionConflict
 from .checkpointer import Checkpointer
-from .sqlite_index import SQLiteIndex
+from .sqlite_index import SQLiteIndex, references_any_sql
 from .write_lock import WriteLock
 
 SCHEMA = [
@@ -50,8 +51,17 @@ _BUSY_SECONDS = 30
 _RESOURCES_V2 = SCHEMA[0].replace("IF NOT EXISTS resources", "resources_v2")
 _COLUMNS = "rtype, id, version, last_updated, deleted, body, method"
 #: the current version's columns: its body lives once, in history, at the row ``seq`` names
-CURRENT = ("SELECT r.rtype, r.id, r.version, r.last_updated, r.deleted, h.body, r.method"
-           " FROM resources r JOIN history h ON h.seq = r.seq")
+_CURRENT_COLUMNS = "r.rtype, r.id, r.version, r.last_updated, r.deleted, h.body, r.method"
+_CURRENT_FROM = " FROM resources r JOIN history h ON h.seq = r.seq"
+CURRENT = f"SELECT {_CURRENT_COLUMNS}{_CURRENT_FROM}"
+
+
+@functools.lru_cache(maxsize=64)
+def _read_admitted_sql(count: int) -> str:
+    """One resource's current version and, as an eighth column, whether its index holds one of ``count``
+    reference rows: ``references_any`` as a subquery of the read."""
+    return (f"SELECT {_CURRENT_COLUMNS}, EXISTS({references_any_sql(count)}){_CURRENT_FROM}"
+            " WHERE r.rtype = ? AND r.id = ?")
 
 
 def _record(row) -> StoredResource:
@@ -178,6 +188,17 @@ class SQLiteSession:
         """Does the search index of ``resource_type/id`` hold one of ``rows``, each (parameter key, target
         type, target id)? An access check by id asks the index a search would compare, without the body."""
         return self.store.index.references_any(self.conn, resource_type, id, rows)
+
+    def read_admitted(self, resource_type: str, id: str, rows: Collection[tuple]) -> tuple[StoredResource | None, bool]:
+        """:meth:`read` and :meth:`references_any` in one statement: a client's read by id and its access check."""
+        if not rows:
+            return self.read(resource_type, id), False
+        args = [resource_type, id]
+        for row in rows:
+            args.extend(row)
+        args += (resource_type, id)
+        row = self.conn.execute(_read_admitted_sql(len(rows)), args).fetchone()
+        return (_record(row), bool(row[7])) if row else (None, False)
 
     def append_audit_records(self, records: list[bytes]) -> None:
         self.conn.executemany("INSERT INTO audit_journal (record) VALUES (?)", [(r,) for r in records])

@@ -391,10 +391,10 @@ class _Sql:
 
 
 @functools.lru_cache(maxsize=64)
-def _references_any_sql(count: int) -> str:
+def references_any_sql(count: int) -> str:
     wanted = " OR ".join(["(x.param = ? AND x.ttype = ? AND x.tid = ?)"] * count)
-    return ("SELECT 1 FROM idx_resource r JOIN idx_reference x ON x.rid = r.rid"
-            f" WHERE r.rtype = ? AND r.id = ? AND ({wanted}) LIMIT 1")
+    return ("SELECT 1 FROM idx_resource own JOIN idx_reference x ON x.rid = own.rid"
+            f" WHERE own.rtype = ? AND own.id = ? AND ({wanted}) LIMIT 1")
 
 
 class SQLiteIndex:
@@ -476,7 +476,7 @@ class SQLiteIndex:
         args = [resource_type, id]
         for row in rows:
             args.extend(row)
-        return conn.execute(_references_any_sql(len(rows)), args).fetchone() is not None
+        return conn.execute(references_any_sql(len(rows)), args).fetchone() is not None
 
     # -- search --------------------------------------------------------------------------------
     def _sort_expr(self, key, types: tuple) -> str:

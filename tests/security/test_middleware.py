@@ -66,7 +66,15 @@ def test_the_caller_is_in_the_context_for_every_layer(auth_app, auth_client, tok
     ("GET", "/Patient/1/_history", ("history-instance", "Patient", "1", "r")),
     ("GET", "/Patient/1/_history/2", ("vread", "Patient", "1", "r")),
     ("GET", "/Patient/1/Condition", ("search-type", "Condition", None, "s")),
+    ("GET", "", ("search-system", None, None, "s")),
+    ("POST", "//", ("transaction", None, None, None)),
+    ("GET", "//Patient//1/", ("read", "Patient", "1", "r")),  # empty segments do not count
+    ("DELETE", "/Patient/1/", ("delete", "Patient", "1", "d")),
 ])
 def test_classification(method, path, expected):
     interaction = classify(method, path)
     assert (interaction.name, interaction.resource_type, interaction.id, interaction.letter) == expected
+
+
+def test_a_form_post_to_the_base_is_a_search():
+    assert classify("POST", "/", "application/x-www-form-urlencoded; charset=utf-8").name == "search-system"

@@ -58,9 +58,10 @@ def test_a_deployment_policy_replaces_the_default(tmp_path):
 
 def test_quick_check_never_admits_what_the_query_refuses(auth_app, consortium):
     """The by-id shortcut and the query agree on every fixture resource for every member; the shortcut
-    decides the same from the stored search index (a store with ``references_any``) as from the body."""
+    decides the same from the stored search index (a store with ``references_any``, asked apart or with the
+    read) as from the body."""
     from fhir_server.formats import json as fjson
-    from fhir_server.security.policy import quick_visible, visible_ids
+    from fhir_server.security.policy import quick_visible, read_checked, visible_ids
 
     guard = auth_app.state.guard
     resources = [(e["resource"]["resourceType"], e["resource"]["id"]) for e in consortium["entry"]]
@@ -74,6 +75,11 @@ def test_quick_check_never_admits_what_the_query_refuses(auth_app, consortium):
                     quick = quick_visible(guard.policy, session, caller, record, mode)
                     assert quick == quick_visible(guard.policy, session, caller, record, mode,
                                                   fjson.loads(record.body)), (org, resource_type, id, mode)
+                    plan = guard.policy.quick_plan(caller, resource_type, mode)
+                    if plan is not None:  # the read check's way: the record and the index's answer together
+                        checked, indexed = read_checked(session, plan, resource_type, id)
+                        assert checked == record
+                        assert quick == quick_visible(guard.policy, session, caller, record, mode, indexed=indexed)
                     if quick:
                         admitted += 1
                         assert id in visible_ids(guard.policy, session, caller, resource_type, [id], mode), \

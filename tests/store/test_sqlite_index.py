@@ -107,7 +107,8 @@ def test_ids_take_no_index_rows_and_a_search_over_all_types_probes_by_type(tmp_p
 
 
 def test_references_any_answers_from_the_current_version_index_rows(tmp_path):
-    """The access check by id asks the index, not the body: it follows updates and deletions, and uses indexes."""
+    """The access check by id asks the index, not the body: it follows updates and deletions, and uses indexes;
+    ``read_admitted`` reads the record and answers the same in one statement."""
     import json
 
     from fhir_server.search.registry import default_registry
@@ -130,7 +131,12 @@ def test_references_any_answers_from_the_current_version_index_rows(tmp_path):
 
     def admitted(*rows) -> bool:
         with store.session() as session:
-            return session.references_any("ServiceRequest", "sr1", rows)
+            answer = session.references_any("ServiceRequest", "sr1", rows)
+            # the read by id with the same check in one statement agrees, and reads the same record
+            record, fused = session.read_admitted("ServiceRequest", "sr1", rows)
+            assert fused == answer and record == session.read("ServiceRequest", "sr1")
+            assert session.read_admitted("ServiceRequest", "absent", rows) == (None, False)
+            return answer
 
     try:
         write(1, "org-a")
@@ -143,11 +149,17 @@ def test_references_any_answers_from_the_current_version_index_rows(tmp_path):
         write(3, None)  # deleted
         assert not admitted((performer, "Organization", "org-b"))
         conn = store._connection()
-        from fhir_server.store.sqlite_index import _references_any_sql
+        from fhir_server.store.sqlite_index import references_any_sql
 
-        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + _references_any_sql(2),
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + references_any_sql(2),
                                                ["ServiceRequest", "sr1", performer, "Organization", "a",
                                                 requester, "Organization", "b"])]
+        assert not [line for line in plan if FULL_SCAN.match(line)], plan
+        from fhir_server.store.sqlite import _read_admitted_sql
+
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + _read_admitted_sql(2),
+                                               ["ServiceRequest", "sr1", performer, "Organization", "a",
+                                                requester, "Organization", "b", "ServiceRequest", "sr1"])]
         assert not [line for line in plan if FULL_SCAN.match(line)], plan
     finally:
         store.close()
