@@ -68,7 +68,7 @@ class Guard:
             if existing_only:
                 return
             raise not_visible(resource_type, id)
-        if quick_visible(self.policy, inner, caller, current, indexed=indexed):
+        if indexed or quick_visible(self.policy, inner, caller, current, indexed=indexed):
             return
         if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
             raise not_visible(resource_type, id)
@@ -79,13 +79,24 @@ class Guard:
 
 
 class GuardedSession:
-    __slots__ = ("inner", "guard", "checked")
+    """A session of the inner store with the checks; entered as the inner store's session context is (a
+    class, not a generator: one is made per request)."""
 
-    def __init__(self, inner, guard: Guard):
-        self.inner = inner
+    __slots__ = ("inner", "guard", "checked", "_scope")
+
+    def __init__(self, scope, guard: Guard):
+        self._scope = scope
+        self.inner = None  # the inner session, once entered
         self.guard = guard
         #: the current version a read check just read (same transaction): the client's read takes it once
         self.checked = None
+
+    def __enter__(self) -> "GuardedSession":
+        self.inner = self._scope.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._scope.__exit__(*exc_info)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -163,22 +174,6 @@ class GuardedSession:
         return self.inner.create_many(prepared)
 
 
-class _GuardedScope:
-    """The inner store's session context, entered as a :class:`GuardedSession` (a class, not a generator:
-    one is made per request)."""
-
-    __slots__ = ("scope", "guard")
-
-    def __init__(self, scope, guard: Guard):
-        self.scope, self.guard = scope, guard
-
-    def __enter__(self) -> GuardedSession:
-        return GuardedSession(self.scope.__enter__(), self.guard)
-
-    def __exit__(self, *exc_info):
-        return self.scope.__exit__(*exc_info)
-
-
 class GuardedStore:
     """A store whose sessions are :class:`GuardedSession` s; ``on_close`` runs before the store closes."""
 
@@ -193,7 +188,7 @@ class GuardedStore:
     def session(self, write: bool = False):
         if self.guard is None:
             return self.inner.session(write=write)
-        return _GuardedScope(self.inner.session(write=write), self.guard)
+        return GuardedSession(self.inner.session(write=write), self.guard)
 
     def close(self) -> None:
         if self.on_close is not None:
