@@ -295,18 +295,19 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     already admits ``record``, the current version in ``session`` (``resource``: its parsed body, when the
     caller has it); False means "not decided here" (run the query).
 
-    A shortcut for checks by id: it compares the same index rows the search would. Without a parsed body it
-    asks the stored search index when the store can (``references_any``: no parse of the body; ``indexed``:
-    its answer for the plan's rows, when the caller read it with the record, see :func:`read_checked`);
-    otherwise it extracts them with the same extraction, only for the parameters the rules name. Either way
-    it never admits what the query would refuse.
+    A shortcut for checks by id: it compares the same index rows the search would. It asks the stored search
+    index when the store can (``references_any``, also for a version just written in the session: its rows
+    are written with it; ``indexed``: the index's answer for the plan's rows, when the caller read it with
+    the record, see :func:`read_checked`); otherwise it extracts them from the body with the same
+    extraction, only for the parameters the rules name. Either way it never admits what the query would
+    refuse.
     """
     plan = policy.quick_plan(caller, record.resource_type, mode)
     if plan is None:
         return True
     if not plan.keys:
         return False
-    if indexed is None and resource is None and hasattr(session, "references_any"):
+    if indexed is None and hasattr(session, "references_any"):
         indexed = session.references_any(record.resource_type, record.id, plan.admits)
     if indexed is not None:
         if indexed:
