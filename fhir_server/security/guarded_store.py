@@ -79,8 +79,8 @@ class Guard:
 
 
 class GuardedSession:
-    """A session of the inner store with the checks; entered as the inner store's session context is (a
-    class, not a generator: one is made per request)."""
+    """A session of the inner store with the checks, and its context manager: entering it enters the
+    inner store's session (a class, not a generator: one is made per request)."""
 
     __slots__ = ("inner", "guard", "checked", "_scope")
 
