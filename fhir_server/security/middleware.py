@@ -145,8 +145,13 @@ class SecurityMiddleware:
             return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
         if self.tokens is None and self.audit is None:
             return await self.app(scope, receive, send)
-        if scope["path"] in self.endpoint_paths:
+        path = scope["path"]
+        if path in self.endpoint_paths:
             return await self._endpoint(scope, receive, send)
+        if path in PUBLIC_PATHS:
+            return await self.app(scope, receive, send)
+        if self.audit is not None:
+            return await self._audited(scope, receive, send, headers)
         return await self._secured(scope, receive, send, headers)
 
     async def _endpoint(self, scope, receive, send):
@@ -159,22 +164,22 @@ class SecurityMiddleware:
         await response(scope, receive, send)
 
     async def _secured(self, scope, receive, send, headers):
-        path, method = scope["path"], scope["method"]
-        public = path in PUBLIC_PATHS
-        if self.audit is not None and not public:
-            return await self._audited(scope, receive, send, headers, path, method)
-        caller = None
-        if self.tokens is not None and not public:
-            caller, _, refusal = self._authorize(method, path, headers)
-            if refusal is not None:
-                return await refusal[1](send)
-        await self._serve(scope, receive, send, caller)
+        """A request to the FHIR API with authentication on and no audit trail."""
+        caller, _, refusal = self._authorize(scope["method"], scope["path"], headers)
+        if refusal is not None:
+            return await refusal[1](send)
+        tokens = set_current(caller, self.guard)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_current(tokens)
 
-    async def _audited(self, scope, receive, send, headers, path: str, method: str):
-        """:meth:`_secured` with an audit record of the request, its caller and outcome, refusals included."""
-        audit = self.audit
+    async def _audited(self, scope, receive, send, headers):
+        """A request to the FHIR API with the audit trail on (authentication on or off): an audit record of
+        the request, its caller and outcome, refusals included, queued once the response is sent."""
+        path, method, audit = scope["path"], scope["method"], self.audit
         audit.active()
-        caller = interaction = refusal = None
+        caller = interaction = refusal = tokens = None
         status = 0
 
         async def send_capturing(message):
@@ -194,8 +199,12 @@ class SecurityMiddleware:
             # anyone may read AuditEvents with auth off; with it on, administrators only
             if (caller is None or caller.admin) and audit.pending and _reads_audit(interaction, scope):
                 await run_in_threadpool(audit.catch_up)
-            await self._serve(scope, receive, send_capturing, caller)
+            if caller is not None:
+                tokens = set_current(caller, self.guard)
+            await self.app(scope, receive, send_capturing)
         finally:
+            if tokens is not None:
+                reset_current(tokens)
             client = scope.get("client")
             event = {"method": method, "path": path, "address": client[0] if client else None,
                      "status": status or 500}
@@ -210,16 +219,6 @@ class SecurityMiddleware:
             if refusal is not None:
                 event["reason"] = refusal[2]
             audit.record(event)
-
-    async def _serve(self, scope, receive, send, caller) -> None:
-        """The FHIR app, with ``caller`` (None: auth off) and the guard in context for every layer below."""
-        if caller is None:
-            return await self.app(scope, receive, send)
-        tokens = set_current(caller, self.guard)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            reset_current(tokens)
 
     def _authorize(self, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
