@@ -26,7 +26,7 @@ from typing import NamedTuple
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..api.negotiation import scope_header
+from ..api.negotiation import FORM, scope_header
 from ..errors import FhirError, issue, operation_outcome
 from ..formats import json as fjson
 from ..resource_types import RESOURCE_TYPES
@@ -64,14 +64,15 @@ _TYPE_LEVEL = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "P
 _INSTANCE_LEVEL = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
-def classify(method: str, path: str, content_type: str = "") -> Interaction:
-    """The FHIR interaction a request asks for, by the shape of its path."""
+def classify(method: str, path: str, headers=()) -> Interaction:
+    """The FHIR interaction a request asks for, by the shape of its path (and, for a POST to the base, the
+    Content-Type among the ASGI ``headers``: a form is a search, anything else a batch or transaction)."""
     parts = path.strip("/").split("/")
     if "" in parts:  # "/" itself, or an empty segment
         parts = [p for p in parts if p]
     count = len(parts)
     if count == 0:
-        if method == "POST" and not content_type.startswith("application/x-www-form-urlencoded"):
+        if method == "POST" and not (scope_header(headers, b"content-type") or "").startswith(FORM):
             return Interaction("transaction")
         return Interaction("search-system", letter="s")
     first = parts[0]
@@ -192,7 +193,7 @@ class SecurityMiddleware:
             if self.tokens is not None:
                 caller, interaction, refusal = self._authorize(method, path, headers)
             else:
-                interaction = classify(method, path, scope_header(headers, b"content-type") or "")
+                interaction = classify(method, path, headers)
             if refusal is not None:
                 status = refusal[0]
                 return await refusal[1](send)
@@ -222,7 +223,7 @@ class SecurityMiddleware:
 
     def _authorize(self, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
-        interaction = classify(method, path, scope_header(headers, b"content-type") or "")
+        interaction = classify(method, path, headers)
         scheme, _, token = (scope_header(headers, b"authorization") or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

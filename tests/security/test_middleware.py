@@ -77,4 +77,6 @@ def test_classification(method, path, expected):
 
 
 def test_a_form_post_to_the_base_is_a_search():
-    assert classify("POST", "/", "application/x-www-form-urlencoded; charset=utf-8").name == "search-system"
+    form = [(b"content-type", b"application/x-www-form-urlencoded; charset=utf-8")]
+    assert classify("POST", "/", form).name == "search-system"
+    assert classify("POST", "/", [(b"content-type", b"application/fhir+json")]).name == "transaction"
