@@ -37,6 +37,10 @@ def _extra(env) -> dict:
     return extra
 
 
+#: the values that turn a boolean environment setting on
+_ON = ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -96,14 +100,14 @@ class Settings:
             require_profiles=env.get("FHIR_REQUIRE_PROFILES", "").lower() in ("1", "true", "yes"),
             serve_core_search_parameters=env.get("FHIR_CORE_SEARCH_PARAMETERS", "1").lower()
             not in ("0", "false", "no", "off"),
-            auth_enabled=env.get("FHIR_AUTH", "").lower() in ("1", "true", "yes", "on"),
+            auth_enabled=env.get("FHIR_AUTH", "").lower() in _ON,
             auth_clients_file=env.get("FHIR_AUTH_CLIENTS", ""),
             auth_token_secret=_secret(env),
             auth_token_lifetime=_env_int("FHIR_AUTH_TOKEN_LIFETIME", cls.auth_token_lifetime),
             auth_policy_file=env.get("FHIR_AUTH_POLICY", ""),
-            audit_enabled=(env["FHIR_AUDIT"].lower() in ("1", "true", "yes", "on")) if env.get("FHIR_AUDIT") else None,
+            audit_enabled=(env["FHIR_AUDIT"].lower() in _ON) if env.get("FHIR_AUDIT") else None,
             audit_indexer=env.get("FHIR_AUDIT_INDEXER", cls.audit_indexer).lower(),
-            telemetry=env.get("FHIR_TELEMETRY", "").lower() in ("1", "true", "yes", "on"),
+            telemetry=env.get("FHIR_TELEMETRY", "").lower() in _ON,
             extra=_extra(env),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .base import StoredResource, VersionConflict
 from .checkpointer import Checkpointer
-from .sqlite_index import SQLiteIndex, references_any_sql
+from .sqlite_index import SQLiteIndex, references_any_args, references_any_sql
 from .write_lock import WriteLock
 
 SCHEMA = [
@@ -193,10 +193,7 @@ class SQLiteSession:
         """:meth:`read` and :meth:`references_any` in one statement: a client's read by id and its access check."""
         if not rows:
             return self.read(resource_type, id), False
-        args = [resource_type, id]
-        for row in rows:
-            args.extend(row)
-        args += (resource_type, id)
+        args = references_any_args(resource_type, id, rows) + [resource_type, id]
         row = self.conn.execute(_read_admitted_sql(len(rows)), args).fetchone()
         return (_record(row), bool(row[7])) if row else (None, False)
 

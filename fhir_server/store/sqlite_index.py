@@ -397,6 +397,14 @@ def references_any_sql(count: int) -> str:
             f" WHERE own.rtype = ? AND own.id = ? AND ({wanted}) LIMIT 1")
 
 
+def references_any_args(resource_type: str, id: str, rows: Collection[tuple]) -> list:
+    """The parameters of :func:`references_any_sql` for ``resource_type/id`` and ``rows``."""
+    args = [resource_type, id]
+    for row in rows:
+        args.extend(row)
+    return args
+
+
 class SQLiteIndex:
     def __init__(self, registry=None):
         self._registry = registry
@@ -473,10 +481,8 @@ class SQLiteIndex:
     def references_any(self, conn, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         if not rows:
             return False
-        args = [resource_type, id]
-        for row in rows:
-            args.extend(row)
-        return conn.execute(references_any_sql(len(rows)), args).fetchone() is not None
+        cursor = conn.execute(references_any_sql(len(rows)), references_any_args(resource_type, id, rows))
+        return cursor.fetchone() is not None
 
     # -- search --------------------------------------------------------------------------------
     def _sort_expr(self, key, types: tuple) -> str:
