@@ -94,11 +94,13 @@ def process_cpu_seconds(pid: int) -> float:
 class Server:
     """A uvicorn process we started, stopped by its own pid."""
 
-    def __init__(self, name: str, app: str, env: dict, cpu: str | None, extra: list[str], log: Path):
+    def __init__(self, name: str, app: str, env: dict, cpu: str | None, extra: list[str], log: Path,
+                 wrapper: tuple[str, ...] = ()):
+        """``wrapper``: a command the server runs under (``valgrind --tool=callgrind …``)."""
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "uvicorn", app, *extra, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", "1", "--no-access-log", "--log-level", "warning"]
+        command = [*wrapper, sys.executable, "-m", "uvicorn", app, *extra, "--host", "127.0.0.1",
+                   "--port", str(self.port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
         if cpu is not None:
             command = ["taskset", "-c", cpu, *command]
         self.log = log
