@@ -21,6 +21,7 @@ the guarded store and the Bundle hook, with the caller this middleware set.
 
 from __future__ import annotations
 
+from time import time_ns
 from typing import NamedTuple
 
 from starlette.concurrency import run_in_threadpool
@@ -58,6 +59,8 @@ def _operation_letter(name: str, level: str, resource_type: str | None, method: 
         return "u"
     return "r" if level == "instance" else "s"
 
+
+_UNKNOWN = Interaction("unknown")
 
 #: method → interaction on ``/Type`` and on ``/Type/id``
 _TYPE_LEVEL = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}
@@ -207,19 +210,20 @@ class SecurityMiddleware:
             if tokens is not None:
                 reset_current(tokens)
             client = scope.get("client")
-            event = {"method": method, "path": path, "address": client[0] if client else None,
-                     "status": status or 500}
-            if interaction is not None:
-                event.update(interaction=interaction.name, resource_type=interaction.resource_type,
-                             id=interaction.id)
-                if interaction.name.startswith("search") and scope.get("query_string"):
-                    event["query"] = scope["query_string"].decode("latin-1")
-            if caller is not None:
-                event.update(client_id=caller.client_id, organization=caller.organization,
-                             practitioner_role=caller.practitioner_role)
-            if refusal is not None:
-                event["reason"] = refusal[2]
-            audit.record(event)
+            if interaction is None:  # classifying failed: the record says "unknown"
+                interaction = _UNKNOWN
+            query = scope.get("query_string") if interaction.name.startswith("search") else None
+            # one dict display, every key present (None when it does not apply): the record is made per request
+            audit.record({
+                "at": time_ns(), "method": method, "path": path, "address": client[0] if client else None,
+                "status": status or 500, "interaction": interaction.name,
+                "resource_type": interaction.resource_type, "id": interaction.id,
+                "query": query.decode("latin-1") if query else None,
+                "client_id": caller.client_id if caller is not None else None,
+                "organization": caller.organization if caller is not None else None,
+                "practitioner_role": caller.practitioner_role if caller is not None else None,
+                "reason": refusal[2] if refusal is not None else None,
+            })
 
     def _authorize(self, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
