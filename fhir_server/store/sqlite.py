@@ -329,14 +329,15 @@ class SQLiteStore:
     def prepare_new(self, items: list[tuple[StoredResource, dict]]) -> list:
         """Brand-new resources (version 1), each (record, resource), made ready for
         :meth:`SQLiteSession.create_many` outside any transaction: their rows and index rows."""
-        prepared = []
+        by_type: dict[str, list] = {}
         for record, resource in items:
             if record.version != 1 or record.deleted:
                 raise ValueError(f"{record.resource_type}/{record.id}: only new resources are created in bulk")
-            row = (record.resource_type, record.id, 1, record.last_updated, 0, record.method)
-            prepared.append((row, record.body, self.index.prepare_new(record.resource_type, record.id, resource,
-                                                                      record.last_updated)))
-        return prepared
+            by_type.setdefault(record.resource_type, []).append((record.id, resource, record.last_updated))
+        index_rows = {resource_type: iter(self.index.prepare_new(resource_type, of_type))
+                      for resource_type, of_type in by_type.items()}
+        return [((record.resource_type, record.id, 1, record.last_updated, 0, record.method), record.body,
+                 next(index_rows[record.resource_type])) for record, _ in items]
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database now, in PASSIVE mode (writers go on): for a background store,

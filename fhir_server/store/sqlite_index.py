@@ -459,10 +459,11 @@ class SQLiteIndex:
             if values:
                 conn.executemany(_INSERTS[kind], _row_args(kind, rid, values))
 
-    def prepare_new(self, resource_type: str, id: str, resource: dict, last_updated: str) -> dict:
-        """The index rows of a resource about to be created, by kind, still without its ``rid``: the
-        extraction, done before the write transaction (see :meth:`write_new`)."""
-        return self.extraction.rows(resource_type, id, resource, last_updated, id_row=False)
+    def prepare_new(self, resource_type: str, items: list[tuple[str, dict, str]]) -> list[dict]:
+        """The index rows of resources of one type about to be created, each (id, resource, last_updated), by
+        kind, still without their ``rid``: the extraction (of the whole batch at once, which walks an element
+        value they share once), done before the write transaction (see :meth:`write_new`)."""
+        return self.extraction.extractor(resource_type).rows_batch(items, id_row=False)
 
     def write_new(self, conn, items: list[tuple[str, str, dict]]) -> None:
         """Index resources never stored before, each (type, id, rows from :meth:`prepare_new`): one

@@ -110,3 +110,45 @@ def test_skipping_walks_of_absent_elements_changes_no_row():
             assert extractor.rows(resource.get("id", "x"), resource, "2024-05-01T00:00:00Z") == rows, rtype
         finally:
             extractor.plain = skipping
+
+
+def _sorted(rows: dict) -> dict:
+    return {kind: sorted(values, key=repr) for kind, values in rows.items()}
+
+
+def test_batch_extraction_gives_each_resource_its_own_rows():
+    """rows_batch walks an element value the batch shares once; every resource still gets exactly its rows."""
+    from decimal import Decimal
+
+    from fhir_server.security.audit import audit_event
+    from tests.search.test_paths import _resources
+
+    extraction = Extraction(default_registry())
+    resources = referral_resources() + _resources()
+    # values that are equal in Python but index differently, and an element shared with a varying neighbour
+    resources += [
+        {"resourceType": "Observation", "id": "q1", "valueQuantity": {"value": Decimal("1.0"), "unit": "mg"}},
+        {"resourceType": "Observation", "id": "q2", "valueQuantity": {"value": Decimal("1.00"), "unit": "mg"}},
+        {"resourceType": "Observation", "id": "q3", "valueQuantity": {"value": 1, "unit": "mg"}},
+        {"resourceType": "Observation", "id": "b1", "valueBoolean": True},
+        {"resourceType": "Observation", "id": "b2", "valueInteger": 1},
+    ]
+    records = [{"interaction": interaction, "status": status, "method": "GET", "path": "/x", "address": address,
+                "client_id": client, "organization": client and "Organization/org-a", "resource_type": "Task",
+                "id": f"t{n}", "query": "status=requested" if interaction.startswith("search") else None,
+                "at": 1_700_000_000_000_000_000 + n * 1000}
+               for n, (interaction, status, address, client) in enumerate(
+                   [("read", 200, "10.0.0.1", "client-a"), ("read", 200, "10.0.0.1", "client-a"),
+                    ("read", 404, "10.0.0.2", "client-a"), ("search-type", 200, None, None),
+                    ("token", 401, "10.0.0.1", "client-b"), ("read", 200, "10.0.0.1", "client-a")])]
+    resources += [{**audit_event(record), "id": f"ae{n}"} for n, record in enumerate(records)]
+    by_type: dict[str, list] = {}
+    for resource in resources + resources[::-1]:  # every element value seen twice, in both orders
+        by_type.setdefault(resource["resourceType"], []).append(resource)
+    for rtype, of_type in by_type.items():
+        extractor = extraction.extractor(rtype)
+        items = [(r.get("id", "x"), r, "2024-05-01T00:00:00Z") for r in of_type]
+        batch = extractor.rows_batch(items)
+        assert len(batch) == len(items)
+        for (id, resource, last_updated), rows in zip(items, batch):
+            assert _sorted(rows) == _sorted(extractor.rows(id, resource, last_updated)), (rtype, id)
