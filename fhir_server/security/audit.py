@@ -55,50 +55,66 @@ def outcome_code(status: int) -> str:
     return "4" if status < 500 else "8"
 
 
+#: the parts every AuditEvent of a kind shares: one object each, never changed (an entry's AuditEvents are
+#: serialised and indexed, then dropped)
+_REST = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+         "display": "RESTful Operation"}
+_LOGIN = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"}
+_LOGIN_SUBTYPE = [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"}]
+_SOURCE = {"observer": {"display": "fhir-server"},
+           "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]}
+_AGENT_TYPES = {role: {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
+                                   "code": role}]} for role in ("dataprocessor", "humanuser")}
+_ENTITY_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}
+_SUBTYPES: dict[str, list] = {}
+
+
+def _subtype(interaction: str) -> list:
+    subtype = _SUBTYPES.get(interaction)
+    if subtype is None:
+        subtype = [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}]
+        if len(_SUBTYPES) < 64:  # the interactions are a short list; anything else is not kept
+            _SUBTYPES[interaction] = subtype
+    return subtype
+
+
 def audit_event(event: dict) -> dict:
     """The AuditEvent resource for one request record (see ``SecurityMiddleware``)."""
     interaction = event.get("interaction") or "unknown"
     status = int(event.get("status") or 0)
+    client_id, organization = event.get("client_id"), event.get("organization")
     agent: dict = {
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
-                             "code": "dataprocessor" if event.get("client_id") else "humanuser"}]},
+        "type": _AGENT_TYPES["dataprocessor" if client_id else "humanuser"],
         "requestor": True,
-        "who": ({"reference": event["organization"], "display": event.get("client_id") or ""}
-                if event.get("organization") else {"display": event.get("client_id") or "unauthenticated"}),
+        "who": ({"reference": organization, "display": client_id or ""}
+                if organization else {"display": client_id or "unauthenticated"}),
     }
-    if event.get("client_id"):
-        agent["altId"] = event["client_id"]
+    if client_id:
+        agent["altId"] = client_id
     if event.get("address"):
         agent["network"] = {"address": event["address"], "type": "2"}
     agents = [agent]
     if event.get("practitioner_role"):
         agents.append({"requestor": False, "who": {"reference": event["practitioner_role"]}})
+    token = interaction == "token"
+    reason = event.get("reason")
     resource: dict = {
         "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-                 "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "type": _LOGIN if token else _REST,
+        "subtype": _LOGIN_SUBTYPE if token else _subtype(interaction),
         "action": _ACTION.get(interaction, "E"),
         "recorded": _recorded(event),
         "outcome": outcome_code(status),
         "outcomeDesc": f"{status} {event.get('method', '')} {event.get('path', '')}"[:500]
-                       + (f": {event['reason']}" if event.get("reason") else ""),
+                       + (f": {reason}" if reason else ""),
         "agent": agents,
-        "source": {"observer": {"display": "fhir-server"},
-                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
+        "source": _SOURCE,
     }
-    if interaction == "token":
-        resource["type"] = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114",
-                            "display": "User Authentication"}
-        resource["subtype"] = [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122",
-                                "display": "Login"}]
     entities = []
     if event.get("resource_type") and event.get("id"):
-        entities.append({"what": {"reference": f"{event['resource_type']}/{event['id']}"},
-                         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}})
+        entities.append({"what": {"reference": f"{event['resource_type']}/{event['id']}"}, "type": _ENTITY_TYPE})
     if event.get("query"):
-        entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
-                         "name": event.get("resource_type") or "system",
+        entities.append({"type": _ENTITY_TYPE, "name": event.get("resource_type") or "system",
                          "query": base64.b64encode(event["query"].encode("utf-8")[:4096]).decode("ascii")})
     if entities:
         resource["entity"] = entities
@@ -151,7 +167,7 @@ def audit_record(event: dict, id: str, stored: str | None = None) -> tuple[Store
     ``meta.lastUpdated``, now unless given)."""
     recorded = stored or now_instant()
     resource = {"resourceType": "AuditEvent", "id": id, "meta": {"versionId": "1", "lastUpdated": recorded},
-                **{k: v for k, v in audit_event(event).items() if k != "resourceType"}}
+                **audit_event(event)}
     return StoredResource("AuditEvent", id, 1, recorded, False, fjson.dumps(resource), "POST"), resource
 
 
