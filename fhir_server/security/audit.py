@@ -23,6 +23,8 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import orjson
+
 from ..formats import json as fjson
 from ..repository import instant, new_id, now_instant
 from ..store.base import StoredResource, VersionConflict
@@ -157,7 +159,7 @@ def index_next(store) -> bool:
 
 def audit_records(entry: bytes) -> list[tuple[StoredResource, dict]]:
     """A journal entry's AuditEvents as new records, with the ids the journal fixed for them."""
-    entry = fjson.loads(entry)
+    entry = orjson.loads(entry)  # written by _journal: strings and integers only, no decimal to keep exact
     stored = now_instant()  # one transaction stores them all
     return [audit_record(event, f"{entry['id']}-{n}", stored) for n, event in enumerate(entry["records"])]
 
