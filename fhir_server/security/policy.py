@@ -302,6 +302,8 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     extraction, only for the parameters the rules name. Either way it never admits what the query would
     refuse.
     """
+    if indexed:  # the caller's read found one of the plan's rows in the index: nothing more to ask
+        return True
     plan = policy.quick_plan(caller, record.resource_type, mode)
     if plan is None:
         return True
@@ -309,11 +311,10 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
         return False
     if indexed is None and hasattr(session, "references_any"):
         indexed = session.references_any(record.resource_type, record.id, plan.admits)
-    if indexed is not None:
-        if indexed:
-            return True
-        if not plan.chains:
-            return False
+    if indexed:
+        return True
+    if indexed is not None and not plan.chains:
+        return False
     rows = _reference_rows(policy, record.resource_type,
                            resource if resource is not None else _parsed(record.body), plan.keys)
     if indexed is None and any(row[:3] in plan.admits for row in rows):
