@@ -38,36 +38,34 @@ class Caller:
         return self.permissions.allows(letter, resource_type)
 
 
-_caller: ContextVar[Caller | None] = ContextVar("fhir_caller", default=None)
-_guard: ContextVar[object | None] = ContextVar("fhir_guard", default=None)
+#: (caller, guard) of the request being served: one variable, since each ``set`` copies the context's mapping
+_current: ContextVar[tuple] = ContextVar("fhir_caller", default=(None, None))
 
 
 def current_caller() -> Caller | None:
     """The authenticated caller of the request being served, or None."""
-    return _caller.get()
+    return _current.get()[0]
 
 
 def current_guard():
     """The access guard of the app serving the current request (None when auth is off)."""
-    return _guard.get()
+    return _current.get()[1]
 
 
 @contextmanager
 def acting_as(caller: Caller | None, guard=None) -> Iterator[None]:
     """Run a block as ``caller`` (tests, tools); restores the previous caller afterwards."""
-    token = _caller.set(caller)
-    guard_token = _guard.set(guard)
+    token = _current.set((caller, guard))
     try:
         yield
     finally:
-        _caller.reset(token)
-        _guard.reset(guard_token)
+        _current.reset(token)
 
 
-def set_current(caller: Caller | None, guard=None) -> tuple:
-    return _caller.set(caller), _guard.set(guard)
+def set_current(caller: Caller | None, guard=None):
+    """Make ``caller`` the current caller; returns the token :func:`reset_current` takes."""
+    return _current.set((caller, guard))
 
 
-def reset_current(tokens: tuple) -> None:
-    _caller.reset(tokens[0])
-    _guard.reset(tokens[1])
+def reset_current(token) -> None:
+    _current.reset(token)

@@ -21,6 +21,7 @@ the guarded store and the Bundle hook, with the caller this middleware set.
 
 from __future__ import annotations
 
+from functools import partial
 from time import time_ns
 from typing import NamedTuple
 
@@ -60,6 +61,9 @@ def _operation_letter(name: str, level: str, resource_type: str | None, method: 
     return "r" if level == "instance" else "s"
 
 
+#: builds an Interaction from a 4-tuple without the named tuple's Python-level ``__new__`` (a classification
+#: is made per request)
+_make = partial(tuple.__new__, Interaction)
 _UNKNOWN = Interaction("unknown")
 
 #: method → interaction on ``/Type`` and on ``/Type/id``
@@ -76,40 +80,40 @@ def classify(method: str, path: str, headers=()) -> Interaction:
     count = len(parts)
     if count == 0:
         if method == "POST" and not (scope_header(headers, b"content-type") or "").startswith(FORM):
-            return Interaction("transaction")
-        return Interaction("search-system", letter="s")
+            return _make(("transaction", None, None, None))
+        return _make(("search-system", None, None, "s"))
     first = parts[0]
     if first.startswith("$"):
-        return Interaction("operation", letter=_operation_letter(first[1:], "system", None, method))
+        return _make(("operation", None, None, _operation_letter(first[1:], "system", None, method)))
     if count == 1:
         if first == "_history":
-            return Interaction("history-system", letter="s")
+            return _make(("history-system", None, None, "s"))
         if first == "_search":
-            return Interaction("search-system", letter="s")
+            return _make(("search-system", None, None, "s"))
         name = _TYPE_LEVEL.get(method, "unknown")
-        return Interaction(name, first, letter=INTERACTION_LETTER.get(name))
+        return _make((name, first, None, INTERACTION_LETTER.get(name)))
     resource_type, second = first, parts[1]
     if count == 2:
         if second.startswith("$"):
-            return Interaction("operation", resource_type,
-                               letter=_operation_letter(second[1:], "type", resource_type, method))
+            letter = _operation_letter(second[1:], "type", resource_type, method)
+            return _make(("operation", resource_type, None, letter))
         if second == "_history":
-            return Interaction("history-type", resource_type, letter="s")
+            return _make(("history-type", resource_type, None, "s"))
         if second == "_search":
-            return Interaction("search-type", resource_type, letter="s")
+            return _make(("search-type", resource_type, None, "s"))
         name = _INSTANCE_LEVEL.get(method, "unknown")
-        return Interaction(name, resource_type, second, INTERACTION_LETTER.get(name))
+        return _make((name, resource_type, second, INTERACTION_LETTER.get(name)))
     third = parts[2]
     if count == 3:
         if third.startswith("$"):
-            return Interaction("operation", resource_type, second,
-                               _operation_letter(third[1:], "instance", resource_type, method))
+            letter = _operation_letter(third[1:], "instance", resource_type, method)
+            return _make(("operation", resource_type, second, letter))
         if third == "_history":
-            return Interaction("history-instance", resource_type, second, "r")
-        return Interaction("search-type", third, letter="s")  # compartment search
+            return _make(("history-instance", resource_type, second, "r"))
+        return _make(("search-type", third, None, "s"))  # compartment search
     if count == 4 and third == "_history":
-        return Interaction("vread", resource_type, second, "r")
-    return Interaction("unknown", resource_type, second)
+        return _make(("vread", resource_type, second, "r"))
+    return _make(("unknown", resource_type, second, None))
 
 
 def _outcome_response(status: int, code: str, diagnostics: str, headers: dict | None = None):
