@@ -69,6 +69,16 @@ def make_clients(directory: Path) -> tuple[Path, dict]:
     return path, keys
 
 
+def server_envs(directory: Path, clients_file: Path, audit: bool = True, indexer: str = "process") -> tuple:
+    """The environments of the two servers: open (no auth, no audit), and auth with the policy and, unless
+    ``audit`` is False, the audit trail indexed by ``indexer``."""
+    open_env = {"FHIR_DATA_DIR": str(directory / "open"), "FHIR_AUTH": "", "FHIR_AUDIT": ""}
+    auth_env = {"FHIR_DATA_DIR": str(directory / "auth"), "FHIR_AUTH": "1", "FHIR_AUTH_CLIENTS": str(clients_file),
+                "FHIR_AUTH_TOKEN_SECRET": uuid.uuid4().hex * 2, "FHIR_AUDIT": "" if audit else "0",
+                "FHIR_AUDIT_INDEXER": indexer}
+    return open_env, auth_env
+
+
 def token_form(client_id: str, key, token_url: str) -> dict:
     """A SMART backend-services token request with a freshly signed client assertion."""
     from joserfc import jwt
@@ -184,10 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fhir-auth-bench-") as tmp:
         tmp_path = Path(tmp)
         clients_file, keys = make_clients(tmp_path)
-        open_env = {"FHIR_DATA_DIR": str(tmp_path / "open"), "FHIR_AUTH": "", "FHIR_AUDIT": ""}
-        auth_env = {"FHIR_DATA_DIR": str(tmp_path / "auth"), "FHIR_AUTH": "1", "FHIR_AUTH_CLIENTS": str(clients_file),
-                    "FHIR_AUTH_TOKEN_SECRET": uuid.uuid4().hex * 2, "FHIR_AUDIT": "0" if args.no_audit else "",
-                    "FHIR_AUDIT_INDEXER": args.indexer}
+        open_env, auth_env = server_envs(tmp_path, clients_file, not args.no_audit, args.indexer)
         servers = []
         try:
             opened = rest.Server("open", "fhir_server.app:serve_app", open_env, server_cpu, ["--factory"],

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -153,12 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fhir-instructions-") as tmp:
         tmp_path = Path(tmp)
         clients_file, keys = auth.make_clients(tmp_path)
-        envs = {
-            "open": {"FHIR_DATA_DIR": str(tmp_path / "open"), "FHIR_AUTH": "", "FHIR_AUDIT": ""},
-            "auth": {"FHIR_DATA_DIR": str(tmp_path / "auth"), "FHIR_AUTH": "1", "FHIR_AUTH_CLIENTS": str(clients_file),
-                     "FHIR_AUTH_TOKEN_SECRET": uuid.uuid4().hex * 2, "FHIR_AUDIT": "",
-                     "FHIR_AUDIT_INDEXER": "process"},
-        }
+        envs = dict(zip(("open", "auth"), auth.server_envs(tmp_path, clients_file)))
         outs = {name: tmp_path / f"{name}.callgrind" for name in envs}
         servers = {}
         try:
