@@ -42,6 +42,10 @@ class Caller:
 _current: ContextVar[tuple] = ContextVar("fhir_caller", default=(None, None))
 
 
+#: ``current()``: the (caller, guard) pair of the request being served, in one call
+current = _current.get
+
+
 def current_caller() -> Caller | None:
     """The authenticated caller of the request being served, or None."""
     return _current.get()[0]

@@ -298,7 +298,7 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
     A shortcut for checks by id: it compares the same index rows the search would. It asks the stored search
     index when the store can (``references_any``, also for a version just written in the session: its rows
     are written with it; ``indexed``: the index's answer for the plan's rows, when the caller read it with
-    the record, see :func:`read_checked`); otherwise it extracts them from the body with the same
+    the record, as ``Guard.check_visible_in`` does); otherwise it extracts them from the body with the same
     extraction, only for the parameters the rules name. Either way it never admits what the query would
     refuse.
     """
@@ -331,15 +331,6 @@ def quick_visible(policy: Policy, session, caller: Caller, record, mode: str = "
                                                                 target_keys)):
                 return True
     return False
-
-
-def read_checked(session, plan: _QuickPlan, resource_type: str, id: str) -> tuple:
-    """(record, indexed): the current version of ``resource_type/id`` (None if never written) for a read
-    check by the caller's ``plan``, with the stored index's answer for its plain reference rows (None when not
-    asked) read in the same statement when the store can (``read_admitted``), for :func:`quick_visible`."""
-    if plan.admits and hasattr(session, "read_admitted"):
-        return session.read_admitted(resource_type, id, plan.admits)
-    return session.read(resource_type, id), None
 
 
 def _parsed(body: bytes) -> dict:

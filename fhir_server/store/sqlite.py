@@ -21,7 +21,7 @@ from typing import Iterator
 
 from .base import StoredResource, VersionConflict
 from .checkpointer import Checkpointer
-from .sqlite_index import SQLiteIndex, references_any_args, references_any_sql
+from .sqlite_index import SQLiteIndex, references_any_query
 from .write_lock import WriteLock
 
 SCHEMA = [
@@ -56,12 +56,12 @@ _CURRENT_FROM = " FROM resources r JOIN history h ON h.seq = r.seq"
 CURRENT = f"SELECT {_CURRENT_COLUMNS}{_CURRENT_FROM}"
 
 
-@functools.lru_cache(maxsize=64)
-def _read_admitted_sql(count: int) -> str:
-    """One resource's current version and, as an eighth column, whether its index holds one of ``count``
-    reference rows: ``references_any`` as a subquery of the read."""
-    return (f"SELECT {_CURRENT_COLUMNS}, EXISTS({references_any_sql(count)}){_CURRENT_FROM}"
-            " WHERE r.rtype = ? AND r.id = ?")
+@functools.lru_cache(maxsize=256)
+def _read_admitted_query(rows: Collection[tuple]) -> tuple[str, tuple]:
+    """One resource's current version and, as an eighth column, whether its index holds one of ``rows``:
+    ``references_any`` as a subquery of the read, as (SQL, values) like :func:`references_any_query`."""
+    exists, values = references_any_query(rows)
+    return f"SELECT {_CURRENT_COLUMNS}, EXISTS({exists}){_CURRENT_FROM} WHERE r.rtype = ?1 AND r.id = ?2", values
 
 
 def _record(row) -> StoredResource:
@@ -186,15 +186,16 @@ class SQLiteSession:
 
     def references_any(self, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         """Does the search index of ``resource_type/id`` hold one of ``rows``, each (parameter key, target
-        type, target id)? An access check by id asks the index a search would compare, without the body."""
+        type, target id), a hashable collection (an access plan's)? An access check by id asks the index a
+        search would compare, without the body."""
         return self.store.index.references_any(self.conn, resource_type, id, rows)
 
     def read_admitted(self, resource_type: str, id: str, rows: Collection[tuple]) -> tuple[StoredResource | None, bool]:
         """:meth:`read` and :meth:`references_any` in one statement: a client's read by id and its access check."""
         if not rows:
             return self.read(resource_type, id), False
-        args = references_any_args(resource_type, id, rows) + [resource_type, id]
-        row = self.conn.execute(_read_admitted_sql(len(rows)), args).fetchone()
+        sql, values = _read_admitted_query(rows)
+        row = self.conn.execute(sql, (resource_type, id, *values)).fetchone()
         return (_record(row), bool(row[7])) if row else (None, False)
 
     def append_audit_records(self, records: list[bytes]) -> None:

@@ -390,19 +390,23 @@ class _Sql:
         return f"SELECT c0.rid FROM {_table(target.type)} c0 {' '.join(joins)} WHERE {where}"
 
 
-@functools.lru_cache(maxsize=64)
-def references_any_sql(count: int) -> str:
-    wanted = " OR ".join(["(x.param = ? AND x.ttype = ? AND x.tid = ?)"] * count)
+@functools.lru_cache(maxsize=256)
+def references_any_query(rows: Collection[tuple]) -> tuple[str, tuple]:
+    """Does a resource's index hold one of ``rows`` (hashable: an access plan's (key, type, id) triples)?
+    As (SQL, values): ``?1`` and ``?2`` the resource's type and id, then each distinct value of the rows
+    bound once, since binding a text parameter copies it and the rows of one organisation share its type
+    and id. Made once per plan."""
+    values: list = []
+
+    def number(value) -> int:
+        if value not in values:
+            values.append(value)
+        return values.index(value) + 3
+
+    wanted = " OR ".join(f"(x.param = ?{number(key)} AND x.ttype = ?{number(ttype)} AND x.tid = ?{number(tid)})"
+                         for key, ttype, tid in rows)
     return ("SELECT 1 FROM idx_resource own JOIN idx_reference x ON x.rid = own.rid"
-            f" WHERE own.rtype = ? AND own.id = ? AND ({wanted}) LIMIT 1")
-
-
-def references_any_args(resource_type: str, id: str, rows: Collection[tuple]) -> list:
-    """The parameters of :func:`references_any_sql` for ``resource_type/id`` and ``rows``."""
-    args = [resource_type, id]
-    for row in rows:
-        args.extend(row)
-    return args
+            f" WHERE own.rtype = ?1 AND own.id = ?2 AND ({wanted}) LIMIT 1", tuple(values))
 
 
 class SQLiteIndex:
@@ -482,7 +486,8 @@ class SQLiteIndex:
     def references_any(self, conn, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         if not rows:
             return False
-        cursor = conn.execute(references_any_sql(len(rows)), references_any_args(resource_type, id, rows))
+        sql, values = references_any_query(rows)
+        cursor = conn.execute(sql, (resource_type, id, *values))
         return cursor.fetchone() is not None
 
     # -- search --------------------------------------------------------------------------------
