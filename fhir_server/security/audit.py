@@ -231,7 +231,8 @@ class AuditWriter:
 
     def record(self, event: dict) -> None:
         """Queue one request record; never blocks the request (a full queue drops and counts)."""
-        event.setdefault("at", time.time_ns())
+        if "at" not in event:
+            event["at"] = time.time_ns()
         self.last_activity = time.monotonic()
         if self.queue.qsize() >= self.max_queued:
             self.dropped += 1

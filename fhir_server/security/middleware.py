@@ -190,11 +190,12 @@ class SecurityMiddleware:
         caller = interaction = refusal = tokens = None
         status = 0
 
-        async def send_capturing(message):
+        def send_capturing(message):
+            # returns send's own awaitable: no coroutine of its own per message
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             if self.tokens is not None:
@@ -266,10 +267,11 @@ class SecurityMiddleware:
                                  "administrators only; read the history of one resource instead", "forbidden")
         if resource_type is None or letter is None:
             return  # system search/transaction: checked per type/entry in the guarded store
+        allows = caller.permissions.allows
         if name == "update":
-            if not (caller.can("u", resource_type) or caller.can("c", resource_type)):
+            if not (allows("u", resource_type) or allows("c", resource_type)):
                 raise forbidden_scope("u", resource_type)
-        elif not caller.can(letter, resource_type):
+        elif not allows(letter, resource_type):
             raise forbidden_scope(letter, resource_type)
         if interaction.id is None:
             return
