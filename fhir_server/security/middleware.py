@@ -74,10 +74,16 @@ _INSTANCE_LEVEL = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "pat
 def classify(method: str, path: str, headers=()) -> Interaction:
     """The FHIR interaction a request asks for, by the shape of its path (and, for a POST to the base, the
     Content-Type among the ASGI ``headers``: a form is a search, anything else a batch or transaction)."""
-    parts = path.strip("/").split("/")
-    if "" in parts:  # "/" itself, or an empty segment
+    parts = path.split("/")
+    if not parts[0]:  # the leading slash
+        del parts[0]
+    if "" in parts:  # "/" itself, a trailing slash or an empty segment
         parts = [p for p in parts if p]
     count = len(parts)
+    # the instance level first: reads, updates and deletes by id are most requests
+    if count == 2 and parts[0][0] != "$" and parts[1][0] not in "$_":
+        name = _INSTANCE_LEVEL.get(method, "unknown")
+        return _make((name, parts[0], parts[1], INTERACTION_LETTER.get(name)))
     if count == 0:
         if method == "POST" and not (scope_header(headers, b"content-type") or "").startswith(FORM):
             return _make(("transaction", None, None, None))
