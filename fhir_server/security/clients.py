@@ -142,9 +142,6 @@ class ClientRegistry:
         now = time.monotonic()
         if now - self._checked < self.recheck_seconds:
             return self._clients
-        return self._reread(now)
-
-    def _reread(self, now: float) -> dict[str, Client]:
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
@@ -158,9 +155,7 @@ class ClientRegistry:
             return self._clients
 
     def get(self, client_id: str) -> Client | None:
-        now = time.monotonic()  # every request asks: the freshness test inline rather than a call to _current
-        clients = self._clients if now - self._checked < self.recheck_seconds else self._reread(now)
-        return clients.get(client_id)
+        return self._current().get(client_id)
 
     def all(self) -> list[Client]:
         return list(self._current().values())

@@ -47,7 +47,7 @@ class Guard:
         caller = caller or current_caller()
         if caller is None:
             return
-        if not caller.permissions.allows("r", resource_type):
+        if not caller.can("r", resource_type):
             raise forbidden_scope("r", resource_type)
         self.check_visible_in(session, resource_type, id, caller)
 
@@ -74,7 +74,7 @@ class Guard:
             if existing_only:
                 return
             raise not_visible(resource_type, id)
-        if indexed or quick_visible(self.policy, inner, caller, current, indexed=indexed):
+        if indexed or quick_visible(self.policy, inner, caller, current, indexed=indexed):  # indexed: admitted
             return
         if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
             raise not_visible(resource_type, id)
@@ -216,6 +216,4 @@ def check_client_read(session, resource_type: str, id: str | None) -> None:
         if not caller.can("s", resource_type):
             raise forbidden_scope("s", resource_type)
         return
-    if not caller.permissions.allows("r", resource_type):
-        raise forbidden_scope("r", resource_type)
-    guard.check_visible_in(session, resource_type, id, caller)
+    guard.check_read_in(session, resource_type, id, caller)

@@ -80,10 +80,18 @@ def classify(method: str, path: str, headers=()) -> Interaction:
     if "" in parts:  # "/" itself, a trailing slash or an empty segment
         parts = [p for p in parts if p]
     count = len(parts)
-    # the instance level first: reads, updates and deletes by id are most requests
-    if count == 2 and parts[0][0] != "$" and parts[1][0] not in "$_":
+    # /Type/… first: reads, updates and deletes by id are most requests
+    if count == 2 and parts[0][0] != "$":
+        resource_type, second = parts
+        if second.startswith("$"):
+            letter = _operation_letter(second[1:], "type", resource_type, method)
+            return _make(("operation", resource_type, None, letter))
+        if second == "_history":
+            return _make(("history-type", resource_type, None, "s"))
+        if second == "_search":
+            return _make(("search-type", resource_type, None, "s"))
         name = _INSTANCE_LEVEL.get(method, "unknown")
-        return _make((name, parts[0], parts[1], INTERACTION_LETTER.get(name)))
+        return _make((name, resource_type, second, INTERACTION_LETTER.get(name)))
     if count == 0:
         if method == "POST" and not (scope_header(headers, b"content-type") or "").startswith(FORM):
             return _make(("transaction", None, None, None))
@@ -98,18 +106,7 @@ def classify(method: str, path: str, headers=()) -> Interaction:
             return _make(("search-system", None, None, "s"))
         name = _TYPE_LEVEL.get(method, "unknown")
         return _make((name, first, None, INTERACTION_LETTER.get(name)))
-    resource_type, second = first, parts[1]
-    if count == 2:
-        if second.startswith("$"):
-            letter = _operation_letter(second[1:], "type", resource_type, method)
-            return _make(("operation", resource_type, None, letter))
-        if second == "_history":
-            return _make(("history-type", resource_type, None, "s"))
-        if second == "_search":
-            return _make(("search-type", resource_type, None, "s"))
-        name = _INSTANCE_LEVEL.get(method, "unknown")
-        return _make((name, resource_type, second, INTERACTION_LETTER.get(name)))
-    third = parts[2]
+    resource_type, second, third = first, parts[1], parts[2]  # three segments or more from here
     if count == 3:
         if third.startswith("$"):
             letter = _operation_letter(third[1:], "instance", resource_type, method)
@@ -273,11 +270,10 @@ class SecurityMiddleware:
                                  "administrators only; read the history of one resource instead", "forbidden")
         if resource_type is None or letter is None:
             return  # system search/transaction: checked per type/entry in the guarded store
-        allows = caller.permissions.allows
         if name == "update":
-            if not (allows("u", resource_type) or allows("c", resource_type)):
+            if not (caller.can("u", resource_type) or caller.can("c", resource_type)):
                 raise forbidden_scope("u", resource_type)
-        elif not allows(letter, resource_type):
+        elif not caller.can(letter, resource_type):
             raise forbidden_scope(letter, resource_type)
         if interaction.id is None:
             return
