@@ -10,15 +10,15 @@ authentication and audit cost under 20 % of throughput), then checks the audit t
 
 The audit trail journals each request at once; the journal becomes AuditEvents in the indexer
 process the server starts beside itself (``--indexer process``, the default on a host with more than
-one CPU), which this benchmark leaves free to run on any CPU while the server stays on CPU 0 — the
-work a spare core takes off the server. With ``--indexer thread`` the server's own audit thread
-indexes when the server is idle, when an administrator reads AuditEvents, or when more than ~20,000
-records wait: a run that serves more requests than that pays the indexing as it goes, as a saturated
-server does (``--duration 3`` keeps the runs under it: the burst regime). After every run on the
-auth server an administrator's AuditEvent search indexes what is left — so no run shares the CPU
-with another run's indexing — and the CPU all indexing took (the indexer process's during the run,
-and the servers' and the indexer's after it) is printed per request, with the CPU ratio counting it
-(what a single core would give).
+one CPU), which this benchmark leaves free to run on any CPU while the server stays on CPU 0, or with
+``--indexer thread`` in the server's own audit thread. Either indexes while the server is quiet,
+when an administrator reads AuditEvents, or once more than ~20,000 records wait: a run that serves
+more requests than that pays the indexing as it goes, as a server saturated for good does (the
+default 10 s runs of reads), and a shorter one measures a burst, indexed after it (``--duration 2``).
+After every run on the auth server an administrator's AuditEvent search indexes what is left — so no
+run shares the CPU with another run's indexing — and the CPU all indexing took (the indexer process's
+during the run, and the servers' and the indexer's after it) is printed per request, with the CPU
+ratio counting it (what a single core would give).
 
     python benchmarks/auth.py                 # ~60 s
     python benchmarks/auth.py --duration 5 --rounds 2 --json auth.json --check

@@ -2,10 +2,11 @@
 
 The middleware hands a small dict per request to :class:`AuditWriter`; a background thread
 stores batches of them in the store's audit journal. Journal records become ``AuditEvent``
-resources in an indexer process of their own (:mod:`.audit_indexer`, on a spare core) or, on a
-single core or a store only this process can open, in the writer thread when the server has
-time; before anyone reads AuditEvents the rest is indexed first. A request never waits for its
-audit record and a busy server does not spend its CPU indexing them. AuditEvents are ordinary
+resources when the server is quiet, or once a bounded backlog waits: in an indexer process of
+their own (:mod:`.audit_indexer`, on a host with more than one core) or, on a single core or a
+store only this process can open, in the writer thread. Before anyone reads AuditEvents the rest
+is indexed first. A request never waits for its audit record, and a burst of requests does not
+share the CPU with indexing them. AuditEvents are ordinary
 resources: administrators search them like any other (``AuditEvent?altid=client-a``,
 ``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``); the policy keeps everyone else
 out. On shutdown everything recorded is indexed before the store closes.
@@ -189,13 +190,14 @@ class AuditWriter:
        ``per_entry`` records to a journal entry, one transaction per batch of up to 500 (a few
        µs per record); when less than a batch waits it lets one gather for a quarter second.
     2. *Index*: journal entries become ``AuditEvent`` resources (built, indexed, searchable;
-       ~90–130 µs each, a little less than a read costs), one entry per transaction. Given
-       ``indexer_url`` (the store's URL), an indexer process of its own does it as entries come,
-       at a lower CPU priority, so on a host with a spare core indexing costs the server
-       nothing. Otherwise this thread does it while the server is idle (no request for
-       ``idle_seconds``). Either way this thread also indexes whenever the journal holds more
-       than ``max_backlog`` entries (an indexer starved of CPU, or gone), and before anything
-       that can read AuditEvents (:meth:`catch_up`, which the middleware calls for
+       ~150 µs each, about twice what the read they record costs), one entry per transaction,
+       while the server is quiet, or once more than ``max_backlog`` entries wait (~3 s of
+       indexing). Given ``indexer_url`` (the store's URL), an indexer process of its own does it
+       (:mod:`.audit_indexer`), off this process's interpreter lock and at a lower CPU priority;
+       this thread steps in past twice the bound (an indexer starved of CPU, or gone).
+       Otherwise this thread does it, while the server is idle (no request for
+       ``idle_seconds``) or past the bound. Either way this thread indexes everything before
+       anything that can read AuditEvents (:meth:`catch_up`, which the middleware calls for
        administrators' AuditEvent and system-level reads), so a search never misses a recorded
        request.
 
@@ -219,7 +221,7 @@ class AuditWriter:
             #: journal entries not yet indexed as far as this writer knows (only the writer thread changes it;
             #: an indexer process drops entries unseen, so then it is an upper bound)
             self.backlog = session.count_audit_records()
-        self.indexer = _start_indexer(indexer_url) if indexer_url else None
+        self.indexer = _start_indexer(indexer_url, max_backlog) if indexer_url else None
         log.info("audit trail on: AuditEvents indexed by %s", f"an indexer process (pid {self.indexer.pid})"
                  if self.indexer else "the server's audit thread while the server is idle")
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
@@ -318,23 +320,25 @@ class AuditWriter:
         if indexer is not None and indexer.poll() is not None:
             log.error("the audit indexer process exited (%s): indexing in the server from now on", indexer.returncode)
             self.indexer = indexer = None
-        if indexer is not None and self.backlog > self.max_backlog and not everything:
+        bound = self.max_backlog if indexer is None else 2 * self.max_backlog  # the indexer's, then this one's
+        if indexer is not None and self.backlog > bound and not everything:
             with self.store.session() as session:  # the indexer process drops entries this count never sees
                 self.backlog = session.count_audit_records()
-        while self.backlog and (everything or self.backlog > self.max_backlog
-                                or (indexer is None and self._idle())):
+        while self.backlog and (everything or self.backlog > bound or (indexer is None and self._idle())):
             if not index_next(self.store):
                 self.backlog = 0
                 return
             self.backlog = max(0, self.backlog - 1)
 
 
-def _start_indexer(url: str) -> subprocess.Popen:
-    """The indexer process for the store at ``url``, running this very package; it exits when this process does."""
+def _start_indexer(url: str, backlog: int) -> subprocess.Popen:
+    """The indexer process for the store at ``url``, running this very package, letting at most ``backlog``
+    journal entries wait for a quiet server; it exits when this process does."""
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else ""), "FHIR_STORE": url}
-    return subprocess.Popen([sys.executable, "-m", "fhir_server.security.audit_indexer", str(os.getpid())],
+    return subprocess.Popen([sys.executable, "-m", "fhir_server.security.audit_indexer", str(os.getpid()),
+                             str(backlog)],
                             stdin=subprocess.DEVNULL, env=env)
 
 
