@@ -13,7 +13,7 @@ be a hyperthread of the same one, caches and memory bandwidth are shared, create
 indexer's write transactions; measured in docs/security.md § Cost), so entries wait
 (:class:`Pace`): until the server is quiet, more than ``BACKLOG`` entries wait, or the oldest has
 waited ``MAX_WAIT_SECONDS``. A burst is thus indexed after it; under load that lasts, the
-indexer keeps up with the load ``MAX_WAIT_SECONDS`` behind it. Nothing recorded is missed
+indexer keeps up with the load, that far behind it. Nothing recorded is missed
 meanwhile: whoever reads AuditEvents has the server index what waits first
 (``AuditWriter.catch_up``).
 """
