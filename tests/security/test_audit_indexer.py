@@ -124,6 +124,14 @@ def test_while_the_server_journals_entries_wait_up_to_the_backlog_bound(url):
         server.close()
 
 
+@pytest.fixture
+def server(url):
+    """The server's store, on which the tests below journal entries."""
+    store = open_store(url)
+    yield store
+    store.close()
+
+
 def _journal_one(store, id: str) -> None:
     with store.session(write=True) as session:
         session.append_audit_records([fjson.dumps({"id": id, "records": [read_event("/Task/t1")]})])
@@ -136,52 +144,44 @@ def _take_one(store, pace) -> None:
     pace.took()
 
 
-def test_pace_takes_entries_while_the_server_is_quiet_or_more_than_the_bound_wait(url):
-    server = open_store(url)
+def test_pace_takes_entries_while_the_server_is_quiet_or_more_than_the_bound_wait(server):
     now = [0.0]
     pace = audit_indexer.Pace(limit=3, quiet=0.5, max_wait=3600, clock=lambda: now[0])
-    try:
-        assert not pace.go(server)  # nothing to take
-        _journal_one(server, "a")
-        now[0] = 0.4
-        assert not pace.go(server)  # just journaled
-        now[0] = 0.8
-        assert not pace.go(server)  # 0.4 s quiet
-        now[0] = 0.9
-        assert pace.go(server)  # 0.5 s quiet
-        _journal_one(server, "b")
-        _journal_one(server, "c")
-        now[0] = 1.0
-        assert not pace.go(server)  # busy again, three entries: not more than the bound
-        _journal_one(server, "d")
-        now[0] = 1.1
-        assert pace.go(server)  # four
-        _take_one(server, pace)
-        now[0] = 1.2
-        assert not pace.go(server)  # three: taking one is not journaling, yet not quiet for long enough
-        now[0] = 1.6
-        assert pace.go(server)
-    finally:
-        server.close()
+    assert not pace.go(server)  # nothing to take
+    _journal_one(server, "a")
+    now[0] = 0.4
+    assert not pace.go(server)  # just journaled
+    now[0] = 0.8
+    assert not pace.go(server)  # 0.4 s quiet
+    now[0] = 0.9
+    assert pace.go(server)  # 0.5 s quiet
+    _journal_one(server, "b")
+    _journal_one(server, "c")
+    now[0] = 1.0
+    assert not pace.go(server)  # busy again, three entries: not more than the bound
+    _journal_one(server, "d")
+    now[0] = 1.1
+    assert pace.go(server)  # four
+    _take_one(server, pace)
+    now[0] = 1.2
+    assert not pace.go(server)  # three: taking one is not journaling, yet not quiet for long enough
+    now[0] = 1.6
+    assert pace.go(server)
 
 
-def test_pace_lets_no_entry_wait_longer_than_the_longest_wait(url):
-    server = open_store(url)
+def test_pace_lets_no_entry_wait_longer_than_the_longest_wait(server):
     now = [0.0]
     pace = audit_indexer.Pace(limit=100, quiet=0.5, max_wait=10, clock=lambda: now[0])
-    try:
-        for second in range(11):  # a server journaling every second, never quiet for long
-            _journal_one(server, f"e{second}")
-            now[0] = float(second)
-            assert pace.go(server) == (second == 10)  # the oldest, first seen at 0 s, has waited 10 s
-        _take_one(server, pace)
-        _journal_one(server, "e11")
-        now[0] = 11.0
-        assert not pace.go(server)  # the next oldest (journaled at 1 s) first seen now
-        now[0] = 20.0
-        assert pace.go(server)  # quiet since
-    finally:
-        server.close()
+    for second in range(11):  # a server journaling every second, never quiet for long
+        _journal_one(server, f"e{second}")
+        now[0] = float(second)
+        assert pace.go(server) == (second == 10)  # the oldest, first seen at 0 s, has waited 10 s
+    _take_one(server, pace)
+    _journal_one(server, "e11")
+    now[0] = 11.0
+    assert not pace.go(server)  # the next oldest (journaled at 1 s) first seen now
+    now[0] = 20.0
+    assert pace.go(server)  # quiet since
 
 
 def test_the_indexer_stops_when_the_server_that_started_it_dies(url, tmp_path):
