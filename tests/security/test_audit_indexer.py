@@ -90,38 +90,45 @@ def test_the_writer_indexes_itself_once_its_indexer_is_gone(url):
         store.close()
 
 
-def test_while_the_server_journals_entries_wait_up_to_the_backlog_bound(url):
-    server = open_store(url)
-    _journal(server, 5)
-    stopping, busy = threading.Event(), threading.Event()
-    busy.set()
+def _indexing(url, pace: audit_indexer.Pace):
+    """An indexer at ``pace`` in a thread, and the event that stops it."""
+    stopping = threading.Event()
+    indexer = threading.Thread(target=audit_indexer.run, args=(url, os.getppid(), stopping), kwargs={"pace": pace})
+    indexer.start()
+    return indexer, stopping
 
-    def journal_while_busy():  # the server, busy: an entry every tenth of a second
-        k = 100
-        while busy.is_set() and not stopping.is_set():
+
+def test_while_the_server_journals_entries_wait_up_to_the_backlog_bound(url, server):
+    _journal(server, 5)
+    done = threading.Event()
+
+    def journal_while_busy():  # the server, busy: an entry every twentieth of a second
+        for k in range(20):
             with server.session(write=True) as session:
-                session.append_audit_records([fjson.dumps({"id": f"e{k}", "records": [read_event("/Task/busy")]})])
-            k += 1
-            stopping.wait(0.1)
+                session.append_audit_records([fjson.dumps({"id": f"e{k + 100}", "records": [read_event("/Task/busy")]})])
+            done.wait(0.05)
 
     journaling = threading.Thread(target=journal_while_busy)
     journaling.start()
-    indexer = threading.Thread(target=audit_indexer.run, args=(url, os.getppid(), stopping),
-                               kwargs={"pace": audit_indexer.Pace(limit=4, quiet=0.5, max_wait=3600)})
-    indexer.start()
+    # never quiet for this one: it takes only what comes beyond four entries
+    indexer, stopping = _indexing(url, audit_indexer.Pace(limit=4, quiet=3600, max_wait=3600))
     try:
-        stopping.wait(1.5)
-        assert 4 <= journaled(server) <= 5  # what came beyond four entries was indexed, the rest waits
-        busy.clear()
         journaling.join()
-        wait_for(lambda: journaled(server) == 0, seconds=20)  # quiet: all of it
-        assert audit_count(server, "entity=Task/t49") == 1
+        wait_for(lambda: journaled(server) == 4, seconds=20)
+        stopping.wait(0.5)
+        assert journaled(server) == 4 and audit_count(server) == 10 * 5 + 20 - 4 * 1  # the last four wait
     finally:
-        busy.clear()
+        done.set()
         stopping.set()
         journaling.join(timeout=10)
         indexer.join(timeout=10)
-        server.close()
+    indexer, stopping = _indexing(url, audit_indexer.Pace(limit=4, quiet=0.2, max_wait=3600))
+    try:
+        wait_for(lambda: journaled(server) == 0, seconds=20)  # quiet: all of it
+        assert audit_count(server) == 70 and audit_count(server, "entity=Task/t49") == 1
+    finally:
+        stopping.set()
+        indexer.join(timeout=10)
 
 
 @pytest.fixture
