@@ -74,7 +74,7 @@ class Guard:
             if existing_only:
                 return
             raise not_visible(resource_type, id)
-        if indexed or quick_visible(self.policy, inner, caller, current, indexed=indexed):  # indexed: admitted
+        if quick_visible(self.policy, inner, caller, current, indexed=indexed):
             return
         if id not in visible_ids(self.policy, inner, caller, resource_type, [id]):
             raise not_visible(resource_type, id)
