@@ -8,6 +8,7 @@ when ``FHIR_AUDIT`` asks for it — and the CLI keeps such a server on loopback.
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -65,7 +66,7 @@ def _endpoints(tokens, audit) -> dict:
         return JSONResponse(smart_configuration(base_url(request)))
 
     async def token(request: Request):
-        event = {"interaction": "token", "method": "POST", "path": TOKEN_PATH,
+        event = {"at": time.time_ns(), "interaction": "token", "method": "POST", "path": TOKEN_PATH,
                  "address": request.client.host if request.client else None}
         try:
             declared = request.headers.get("content-length")

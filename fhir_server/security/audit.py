@@ -158,11 +158,29 @@ def index_next(store) -> bool:
     return True
 
 
+#: the fields of a request row: the tuple the middleware records per request, cheaper to make and to journal
+#: than the dict ``audit_event`` reads (``caller``: None or the caller's ``identity``)
+ROW_FIELDS = ("at", "method", "path", "address", "status", "interaction", "resource_type", "id", "query", "caller",
+              "reason")
+
+
+def event_of(record) -> dict:
+    """A recorded request as the dict ``audit_event`` reads: a dict as it is, a request row (a tuple, a list
+    once journaled) by ``ROW_FIELDS``."""
+    if isinstance(record, dict):
+        return record
+    event = dict(zip(ROW_FIELDS, record))
+    caller = event.pop("caller")
+    if caller:
+        event["client_id"], event["organization"], event["practitioner_role"] = caller
+    return event
+
+
 def audit_records(entry: bytes) -> list[tuple[StoredResource, dict]]:
     """A journal entry's AuditEvents as new records, with the ids the journal fixed for them."""
     entry = orjson.loads(entry)  # written by _journal: strings and integers only, no decimal to keep exact
     stored = now_instant()  # one transaction stores them all
-    return [audit_record(event, f"{entry['id']}-{n}", stored) for n, event in enumerate(entry["records"])]
+    return [audit_record(event_of(record), f"{entry['id']}-{n}", stored) for n, record in enumerate(entry["records"])]
 
 
 def audit_record(event: dict, id: str, stored: str | None = None) -> tuple[StoredResource, dict]:
@@ -228,20 +246,20 @@ class AuditWriter:
         self._thread.start()
 
     def active(self) -> None:
-        """A request has started: indexing waits until the server is idle again."""
+        """A request has started: an indexer in this thread waits until the server is idle again (the
+        middleware tells only that one; the thread marks finished requests as it takes their records)."""
         self.last_activity = time.monotonic()
 
-    def record(self, event: dict) -> None:
-        """Queue one request record; never blocks the request (a full queue drops and counts)."""
-        if "at" not in event:
-            event["at"] = time.time_ns()
-        self.last_activity = time.monotonic()
-        if self.queue.qsize() >= self.max_queued:
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                log.error("audit queue full: %d audit records dropped so far", self.dropped)
+    def record(self, event: dict | tuple) -> None:
+        """Queue one request record, a dict or a request row (see ``event_of``; its ``at``: ``time_ns()`` when
+        it was made; without one, the AuditEvent says when it was indexed); never blocks the request (a full
+        queue drops and counts)."""
+        if self.queue.qsize() < self.max_queued:
+            self.queue.put_nowait(event)
             return
-        self.queue.put_nowait(event)
+        self.dropped += 1
+        if self.dropped % 1000 == 1:
+            log.error("audit queue full: %d audit records dropped so far", self.dropped)
 
     @property
     def pending(self) -> bool:
@@ -292,6 +310,8 @@ class AuditWriter:
                     stop = True
                     break
                 (markers if isinstance(item, _CatchUp) else batch).append(item)
+            if batch:  # requests finished since the last look: the server is not idle
+                self.last_activity = time.monotonic()
             try:
                 if batch:
                     self._journal(batch)

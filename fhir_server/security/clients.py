@@ -155,7 +155,9 @@ class ClientRegistry:
             return self._clients
 
     def get(self, client_id: str) -> Client | None:
-        return self._current().get(client_id)
+        # every request asks: between looks at the file, the dict at hand answers without a call more
+        clients = self._clients if time.monotonic() - self._checked < self.recheck_seconds else self._current()
+        return clients.get(client_id)
 
     def all(self) -> list[Client]:
         return list(self._current().values())

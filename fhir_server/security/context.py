@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .scopes import Permissions
 
@@ -28,14 +28,19 @@ class Caller:
     #: platform administrators see everything and may search AuditEvents
     admin: bool = False
     permissions: Permissions = field(default_factory=Permissions, compare=False)
+    #: ``can(letter, resource_type)``: may this caller do ``letter`` (one of c r u d s) on ``resource_type``?
+    #: The permissions' own bound method, so that the check every interaction makes is a single call.
+    can: Callable[[str, str], bool] = field(init=False, repr=False, compare=False)
+    #: (client id, organisation, PractitionerRole): who the audit trail records, as one value
+    identity: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "can", self.permissions.allows)
+        object.__setattr__(self, "identity", (self.client_id, self.organization, self.practitioner_role))
 
     @property
     def organization_id(self) -> str:
         return self.organization.rsplit("/", 1)[-1]
-
-    def can(self, letter: str, resource_type: str) -> bool:
-        """May this caller do ``letter`` (one of c r u d s) on ``resource_type``?"""
-        return self.permissions.allows(letter, resource_type)
 
 
 #: (caller, guard) of the request being served: one variable, since each ``set`` copies the context's mapping
@@ -66,10 +71,7 @@ def acting_as(caller: Caller | None, guard=None) -> Iterator[None]:
         _current.reset(token)
 
 
-def set_current(caller: Caller | None, guard=None):
-    """Make ``caller`` the current caller; returns the token :func:`reset_current` takes."""
-    return _current.set((caller, guard))
-
-
-def reset_current(token) -> None:
-    _current.reset(token)
+#: ``set_current((caller, guard))``: make ``caller`` the current caller; returns the token ``reset_current``
+#: takes (the variable's own methods: the middleware calls them on every request)
+set_current = _current.set
+reset_current = _current.reset

@@ -69,19 +69,29 @@ _UNKNOWN = Interaction("unknown")
 #: method → interaction on ``/Type`` and on ``/Type/id``
 _TYPE_LEVEL = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}
 _INSTANCE_LEVEL = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+#: method → (name, scope letter) of the interaction on ``/Type/id``
+_BY_ID = {method: (name, INTERACTION_LETTER.get(name)) for method, name in _INSTANCE_LEVEL.items()}
+_UNKNOWN_BY_ID = ("unknown", None)
 
 
 def classify(method: str, path: str, headers=()) -> Interaction:
     """The FHIR interaction a request asks for, by the shape of its path (and, for a POST to the base, the
     Content-Type among the ASGI ``headers``: a form is a search, anything else a batch or transaction)."""
     parts = path.split("/")
+    # /Type/id first, in a few steps: reads, updates and deletes by id are most requests (an id has no
+    # "$" or "_"; the general shapes below give the same answer)
+    if len(parts) == 3:
+        root, resource_type, second = parts
+        if not root and resource_type and second and resource_type[0] != "$" and second[0] not in "$_":
+            name, letter = _BY_ID.get(method, _UNKNOWN_BY_ID)
+            return _make((name, resource_type, second, letter))
     if not parts[0]:  # the leading slash
         del parts[0]
     if "" in parts:  # "/" itself, a trailing slash or an empty segment
         parts = [p for p in parts if p]
     count = len(parts)
     # /Type/… first: reads, updates and deletes by id are most requests
-    if count == 2 and parts[0][0] != "$":
+    if count == 2 and parts[0][0] != "$":  # /Type/$op, /Type/_history, /Type/_search
         resource_type, second = parts
         if second.startswith("$"):
             letter = _operation_letter(second[1:], "type", resource_type, method)
@@ -179,7 +189,7 @@ class SecurityMiddleware:
         caller, _, refusal = self._authorize(scope["method"], scope["path"], headers)
         if refusal is not None:
             return await refusal[1](send)
-        tokens = set_current(caller, self.guard)
+        tokens = set_current((caller, self.guard))
         try:
             await self.app(scope, receive, send)
         finally:
@@ -189,7 +199,8 @@ class SecurityMiddleware:
         """A request to the FHIR API with the audit trail on (authentication on or off): an audit record of
         the request, its caller and outcome, refusals included, queued once the response is sent."""
         path, method, audit = scope["path"], scope["method"], self.audit
-        audit.active()
+        if audit.indexer is None:  # only an indexer in the audit thread waits for requests in flight
+            audit.active()
         caller = interaction = refusal = tokens = None
         status = 0
 
@@ -212,7 +223,7 @@ class SecurityMiddleware:
             if (caller is None or caller.admin) and audit.pending and _reads_audit(interaction, scope):
                 await run_in_threadpool(audit.catch_up)
             if caller is not None:
-                tokens = set_current(caller, self.guard)
+                tokens = set_current((caller, self.guard))
             await self.app(scope, receive, send_capturing)
         finally:
             if tokens is not None:
@@ -221,17 +232,11 @@ class SecurityMiddleware:
             if interaction is None:  # classifying failed: the record says "unknown"
                 interaction = _UNKNOWN
             query = scope.get("query_string") if interaction.name.startswith("search") else None
-            # one dict display, every key present (None when it does not apply): the record is made per request
-            audit.record({
-                "at": time_ns(), "method": method, "path": path, "address": client[0] if client else None,
-                "status": status or 500, "interaction": interaction.name,
-                "resource_type": interaction.resource_type, "id": interaction.id,
-                "query": query.decode("latin-1") if query else None,
-                "client_id": caller.client_id if caller is not None else None,
-                "organization": caller.organization if caller is not None else None,
-                "practitioner_role": caller.practitioner_role if caller is not None else None,
-                "reason": refusal[2] if refusal is not None else None,
-            })
+            # a request row (audit.ROW_FIELDS): one tuple display, made per request
+            audit.record((time_ns(), method, path, client[0] if client else None, status or 500, interaction.name,
+                          interaction.resource_type, interaction.id, query.decode("latin-1") if query else None,
+                          caller.identity if caller is not None else None,
+                          refusal[2] if refusal is not None else None))
 
     def _authorize(self, method: str, path: str, headers):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
@@ -256,13 +261,16 @@ class SecurityMiddleware:
         return caller, interaction, None
 
     def _check(self, caller, interaction: Interaction) -> None:
-        resource_type = interaction.resource_type
+        name, resource_type, id, letter = interaction
         if resource_type is not None and resource_type not in RESOURCE_TYPES:
             return  # the router answers 404 for unknown types
         policy = self.guard.policy
         if resource_type in policy.admin_only and not caller.admin:
             raise FhirError(403, f"{resource_type} is available to platform administrators only", "forbidden")
-        name, letter = interaction.name, interaction.letter
+        if name in _SCOPE_ONLY:  # the common interactions: the rest is checked where the data is read or written
+            if not caller.can(letter, resource_type):
+                raise forbidden_scope(letter, resource_type)
+            return
         if name == "history-system" and not caller.admin:
             raise FhirError(403, "system history is available to platform administrators only", "forbidden")
         if name == "history-type" and policy.is_restricted(caller, resource_type):
@@ -275,14 +283,19 @@ class SecurityMiddleware:
                 raise forbidden_scope("u", resource_type)
         elif not caller.can(letter, resource_type):
             raise forbidden_scope(letter, resource_type)
-        if interaction.id is None:
+        if id is None:
             return
         if name in ("history-instance", "operation"):
-            self.guard.check_read(resource_type, interaction.id, caller)
+            self.guard.check_read(resource_type, id, caller)
         elif name in ("update", "patch", "delete"):
             # a hidden resource answers 404 before its body is parsed, validated or patched
             with self.guard.store.session() as session:
-                self.guard.check_visible_in(session, resource_type, interaction.id, caller, existing_only=True)
+                self.guard.check_visible_in(session, resource_type, id, caller, existing_only=True)
+
+
+#: interactions whose only check before the route is the scope letter: reads and vreads are checked in the
+#: session that reads (``check_client_read``), searches in the guarded search, creates in the guarded write
+_SCOPE_ONLY = frozenset(("read", "vread", "search-type", "create"))
 
 
 #: system-level interactions that may return AuditEvents (searches, history, Bundle entries, $export)

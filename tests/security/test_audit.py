@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fhir_server.security.audit import AuditWriter, audit_event, audit_record
+import orjson
+
+from fhir_server.security.audit import ROW_FIELDS, AuditWriter, audit_event, audit_record, event_of
 
 from .conftest import audit_count, audit_events, journaled, read_event
 
@@ -20,19 +22,37 @@ def test_audit_event_records_who_what_when_outcome_and_address():
     assert event["subtype"][0]["code"] == "read" and "hidden" in event["outcomeDesc"]
 
 
+def test_a_request_row_makes_the_audit_event_its_dict_makes():
+    """The middleware records a tuple per request (``ROW_FIELDS``); journaled, it is a JSON array."""
+    event = {"at": 1795000000000000000, "method": "GET", "path": "/Task", "address": "10.0.0.7", "status": 403,
+             "interaction": "search-type", "resource_type": "Task", "id": None, "query": "status=requested",
+             "client_id": "hosp-a", "organization": "Organization/org-a",
+             "practitioner_role": "PractitionerRole/pr-a", "reason": "no scope"}
+    row = (1795000000000000000, "GET", "/Task", "10.0.0.7", 403, "search-type", "Task", None, "status=requested",
+           ("hosp-a", "Organization/org-a", "PractitionerRole/pr-a"), "no scope")
+    assert len(row) == len(ROW_FIELDS)
+    assert event_of(row) == event and event_of(orjson.loads(orjson.dumps(row))) == event
+    unauthenticated = event_of((1, "GET", "/Task", None, 401, "search-type", "Task", None, None, None, "no token"))
+    assert audit_event(unauthenticated)["agent"][0]["who"] == {"display": "unauthenticated"}
+
+
 def test_writer_stores_events_as_searchable_audit_events(store):
     writer = AuditWriter(store)
     for status in (200, 403):
         writer.record({"interaction": "search-type", "method": "GET", "path": "/Task", "status": status,
                        "resource_type": "Task", "query": "status=requested", "client_id": "hosp-a",
                        "organization": "Organization/org-a"})
+    # a request row, as the middleware records it, in the same journal entry
+    writer.record((1795000000000000000, "GET", "/Task/t1", "10.0.0.7", 404, "read", "Task", "t1", None,
+                   ("hosp-a", "Organization/org-a", None), "hidden"))
     writer.close()
     from fhir_server.search import find
 
     with store.session() as session:
         failed = find(session, "AuditEvent", "outcome=4&altid=hosp-a")
         everything = find(session, "AuditEvent", "agent=Organization/org-a")
-    assert len(failed) == 1 and len(everything) == 2
+        read = find(session, "AuditEvent", "entity=Task/t1&subtype=read")
+    assert len(failed) == 2 and len(everything) == 3 and len(read) == 1
 
 
 def test_every_api_request_is_audited_with_auth_on(auth_client, auth_app, tokens, consortium):

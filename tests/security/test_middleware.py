@@ -62,6 +62,11 @@ def test_the_caller_is_in_the_context_for_every_layer(auth_app, auth_client, tok
     ("POST", "/Patient/_search", ("search-type", "Patient", None, "s")),
     ("GET", "/Patient/_history", ("history-type", "Patient", None, "s")),
     ("GET", "/Patient/1", ("read", "Patient", "1", "r")),
+    ("HEAD", "/Patient/1", ("read", "Patient", "1", "r")),
+    ("OPTIONS", "/Patient/1", ("unknown", "Patient", "1", None)),
+    ("GET", "/Patient/$meta", ("operation", "Patient", None, "s")),
+    ("GET", "/Patient/_other", ("read", "Patient", "_other", "r")),  # not an id, but no other shape either
+    ("GET", "/$export/x", ("operation", None, None, "s")),
     ("PATCH", "/Patient/1", ("patch", "Patient", "1", "u")),
     ("GET", "/Patient/1/_history", ("history-instance", "Patient", "1", "r")),
     ("GET", "/Patient/1/_history/2", ("vread", "Patient", "1", "r")),
