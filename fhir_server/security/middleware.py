@@ -90,7 +90,6 @@ def classify(method: str, path: str, headers=()) -> Interaction:
     if "" in parts:  # "/" itself, a trailing slash or an empty segment
         parts = [p for p in parts if p]
     count = len(parts)
-    # /Type/… first: reads, updates and deletes by id are most requests
     if count == 2 and parts[0][0] != "$":  # /Type/$op, /Type/_history, /Type/_search
         resource_type, second = parts
         if second.startswith("$"):
