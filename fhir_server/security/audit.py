@@ -1,7 +1,7 @@
 """AuditEvents for every read, search, write and refused attempt, written off the request path.
 
-The middleware hands a small dict per request to :class:`AuditWriter`; a background thread
-stores batches of them in the store's audit journal. Journal records become ``AuditEvent``
+The middleware hands a small tuple per request (a request row, ``ROW_FIELDS``) to
+:class:`AuditWriter`; a background thread stores batches of them in the store's audit journal. Journal records become ``AuditEvent``
 resources when the server is quiet, or once a bounded backlog waits: in an indexer process of
 their own (:mod:`.audit_indexer`, on a host with more than one core) or, on a single core or a
 store only this process can open, in the writer thread. Before anyone reads AuditEvents the rest

@@ -42,15 +42,6 @@ class Guard:
         self.policy = policy
         self.store = store
 
-    def check_read_in(self, session, resource_type: str, id: str, caller=None) -> None:
-        """A client read of ``resource_type/id`` (read, vread, history, instance operation)."""
-        caller = caller or current_caller()
-        if caller is None:
-            return
-        if not caller.can("r", resource_type):
-            raise forbidden_scope("r", resource_type)
-        self.check_visible_in(session, resource_type, id, caller)
-
     def check_visible_in(self, session, resource_type: str, id: str, caller, existing_only: bool = False) -> None:
         """404 unless the caller may read ``resource_type/id``; with ``existing_only`` an absent id passes
         (an update may create it).
@@ -82,8 +73,13 @@ class Guard:
             raise not_visible(resource_type, id)
 
     def check_read(self, resource_type: str, id: str, caller=None) -> None:
+        """A client read of ``resource_type/id`` outside the read routes (instance history, instance operations),
+        in a session of its own."""
+        caller = caller or current_caller()
+        if caller is None:
+            return
         with self.store.session() as session:
-            self.check_read_in(session, resource_type, id, caller)
+            check_client_read(session, resource_type, id, caller, self)
 
 
 class GuardedSession:
@@ -204,18 +200,19 @@ class GuardedStore:
         self.inner.close()
 
 
-def check_client_read(session, resource_type: str, id: str | None) -> None:
+def check_client_read(session, resource_type: str, id: str | None, caller=None, guard=None) -> None:
     """A client's read by id (REST read and vread, Bundle GET entries): the read scope and the access policy,
     404 when hidden, checked in the session that then reads; ``id`` None (a Bundle search entry): the search
-    scope."""
-    caller, guard = current()
-    if caller is None:  # authentication is off, or the server reads on its own behalf
-        return
+    scope. The caller and guard are the current ones unless given."""
+    if caller is None:
+        caller, guard = current()
+        if caller is None:  # authentication is off, or the server reads on its own behalf
+            return
     guard = getattr(session, "guard", None) or guard
     if guard is None:
         return
     letter = "r" if id is not None else "s"
     if not caller.can(letter, resource_type):
         raise forbidden_scope(letter, resource_type)
-    if id is not None:  # what ``Guard.check_read_in`` checks, without a call more on every client read
+    if id is not None:
         guard.check_visible_in(session, resource_type, id, caller)

@@ -66,11 +66,10 @@ def _operation_letter(name: str, level: str, resource_type: str | None, method: 
 _make = partial(tuple.__new__, Interaction)
 _UNKNOWN = Interaction("unknown")
 
-#: method → interaction on ``/Type`` and on ``/Type/id``
+#: method → interaction on ``/Type``; method → (interaction, scope letter) on ``/Type/id``
 _TYPE_LEVEL = {"GET": "search-type", "HEAD": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}
-_INSTANCE_LEVEL = {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-#: method → (name, scope letter) of the interaction on ``/Type/id``
-_BY_ID = {method: (name, INTERACTION_LETTER.get(name)) for method, name in _INSTANCE_LEVEL.items()}
+_BY_ID = {method: (name, INTERACTION_LETTER[name]) for method, name in
+          (("GET", "read"), ("HEAD", "read"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete"))}
 _UNKNOWN_BY_ID = ("unknown", None)
 
 
@@ -99,8 +98,8 @@ def classify(method: str, path: str, headers=()) -> Interaction:
             return _make(("history-type", resource_type, None, "s"))
         if second == "_search":
             return _make(("search-type", resource_type, None, "s"))
-        name = _INSTANCE_LEVEL.get(method, "unknown")
-        return _make((name, resource_type, second, INTERACTION_LETTER.get(name)))
+        name, letter = _BY_ID.get(method, _UNKNOWN_BY_ID)
+        return _make((name, resource_type, second, letter))
     if count == 0:
         if method == "POST" and not (scope_header(headers, b"content-type") or "").startswith(FORM):
             return _make(("transaction", None, None, None))
