@@ -35,7 +35,7 @@ from ..resource_types import RESOURCE_TYPES
 from .context import reset_current, set_current
 from .guarded_store import forbidden_scope
 from .scopes import INTERACTION_LETTER
-from .tokens import InvalidToken
+from .tokens import InvalidToken, NoBearerToken
 
 PUBLIC_PATHS = frozenset(("/metadata", "/.well-known/smart-configuration", "/auth/token", "/openapi.json"))
 
@@ -160,7 +160,14 @@ class SecurityMiddleware:
         if len(raw_path) + len(scope.get("query_string") or b"") > self.max_url:
             return await _outcome_response(414, "too-costly", f"the URL is longer than {self.max_url} bytes")(send)
         headers = scope.get("headers") or ()
-        if len(headers) > 200 or sum(len(k) + len(v) for k, v in headers) > self.max_headers:
+        if len(headers) > 200:
+            return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
+        size, authorization = 0, None
+        for name, value in headers:  # one pass: the size, and the Authorization header (the first one)
+            size += len(name) + len(value)
+            if name == b"authorization" and authorization is None:
+                authorization = value
+        if size > self.max_headers:
             return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
         if self.tokens is None and self.audit is None:
             return await self.app(scope, receive, send)
@@ -170,8 +177,8 @@ class SecurityMiddleware:
         if path in PUBLIC_PATHS:
             return await self.app(scope, receive, send)
         if self.audit is not None:
-            return await self._audited(scope, receive, send, headers)
-        return await self._secured(scope, receive, send, headers)
+            return await self._audited(scope, receive, send, headers, authorization)
+        return await self._secured(scope, receive, send, headers, authorization)
 
     async def _endpoint(self, scope, receive, send):
         endpoint = self.endpoints.get((scope["method"], scope["path"]))
@@ -182,9 +189,9 @@ class SecurityMiddleware:
         response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
-    async def _secured(self, scope, receive, send, headers):
+    async def _secured(self, scope, receive, send, headers, authorization):
         """A request to the FHIR API with authentication on and no audit trail."""
-        caller, _, refusal = self._authorize(scope["method"], scope["path"], headers)
+        caller, _, refusal = self._authorize(scope["method"], scope["path"], headers, authorization)
         if refusal is not None:
             return await refusal[1](send)
         tokens = set_current((caller, self.guard))
@@ -193,7 +200,7 @@ class SecurityMiddleware:
         finally:
             reset_current(tokens)
 
-    async def _audited(self, scope, receive, send, headers):
+    async def _audited(self, scope, receive, send, headers, authorization):
         """A request to the FHIR API with the audit trail on (authentication on or off): an audit record of
         the request, its caller and outcome, refusals included, queued once the response is sent."""
         path, method, audit = scope["path"], scope["method"], self.audit
@@ -211,7 +218,7 @@ class SecurityMiddleware:
 
         try:
             if self.tokens is not None:
-                caller, interaction, refusal = self._authorize(method, path, headers)
+                caller, interaction, refusal = self._authorize(method, path, headers, authorization)
             else:
                 interaction = classify(method, path, headers)
             if refusal is not None:
@@ -236,17 +243,17 @@ class SecurityMiddleware:
                           caller.identity if caller is not None else None,
                           refusal[2] if refusal is not None else None))
 
-    def _authorize(self, method: str, path: str, headers):
+    def _authorize(self, method: str, path: str, headers, authorization: bytes | None):
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
         interaction = classify(method, path, headers)
-        scheme, _, token = (scope_header(headers, b"authorization") or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        try:
+            if authorization is None:
+                raise NoBearerToken("no Authorization header")
+            caller = self.tokens.verify(authorization)
+        except NoBearerToken:
             reason = "this server requires an OAuth 2.0 bearer token (SMART Backend Services)"
             return None, interaction, (401, _outcome_response(401, "login", reason, {
                 "WWW-Authenticate": 'Bearer realm="fhir"'}), "no bearer token")
-        try:
-            caller = self.tokens.verify(token)
         except InvalidToken as exc:
             return None, interaction, (401, _outcome_response(401, "login", f"invalid access token: {exc}", {
                 "WWW-Authenticate": 'Bearer realm="fhir", error="invalid_token"'}), f"invalid token: {exc}")

@@ -53,7 +53,11 @@ class OAuthError(Exception):
 
 
 class InvalidToken(Exception):
-    """A bearer token that is missing, malformed, forged or expired."""
+    """A bearer token that is malformed, forged or expired."""
+
+
+class NoBearerToken(InvalidToken):
+    """An ``Authorization`` header of another scheme than Bearer, or without a token."""
 
 
 def token_secret(settings: Settings) -> str:
@@ -116,8 +120,8 @@ class TokenService:
         self.clock = clock
         self.key = OctKey.import_key(token_secret(settings))
         self.replays = ReplayCache()
-        #: verified access tokens → caller; saves the HMAC and JSON work on every request
-        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        #: verified ``Authorization`` header values → (caller, expiry); saves the HMAC and JSON work on every request
+        self._verified: OrderedDict[bytes, tuple[Caller, float]] = OrderedDict()
         self._verified_lock = threading.Lock()
 
     # ---- issuing ----------------------------------------------------------------------------
@@ -177,9 +181,14 @@ class TokenService:
 
     # ---- verifying --------------------------------------------------------------------------
 
-    def verify(self, access_token: str) -> Caller:
+    def verify(self, authorization: bytes) -> Caller:
+        """The caller a raw ``Authorization`` header value (``Bearer <access token>``) authenticates; raises
+        :class:`NoBearerToken` for another scheme or none, :class:`InvalidToken` for a bad token.
+
+        A client sends the same header with every request until its token expires, so verified headers are
+        remembered as they come (bytes): a repeat costs one dict read, an expiry test and a registry look."""
         now = self.clock()
-        cached = self._verified.get(access_token)  # one atomic dict read; the lock guards filling and trimming
+        cached = self._verified.get(authorization)  # one atomic dict read; the lock guards filling and trimming
         if cached is not None:
             caller, exp = cached
             if exp <= now:
@@ -187,6 +196,10 @@ class TokenService:
             if self.registry.get(caller.client_id) is None:
                 raise InvalidToken("the client is no longer registered")
             return caller
+        scheme, _, access_token = authorization.decode("latin-1").partition(" ")
+        access_token = access_token.strip()
+        if scheme.lower() != "bearer" or not access_token:
+            raise NoBearerToken("not a bearer token")
         try:
             token = jwt.decode(access_token, self.key, algorithms=["HS256"])
             jwt.JWTClaimsRegistry(now=int(now), iss={"essential": True, "value": _ISSUER},
@@ -204,7 +217,7 @@ class TokenService:
                         practitioner_role=claims.get("role"), scopes=scopes, admin=bool(claims.get("adm")),
                         permissions=Permissions.of(scopes))
         with self._verified_lock:
-            self._verified[access_token] = (caller, float(claims["exp"]))
+            self._verified[authorization] = (caller, float(claims["exp"]))
             while len(self._verified) > 10000:
                 self._verified.popitem(last=False)
         return caller

@@ -126,6 +126,21 @@ def test_tampered_and_foreign_tokens_are_refused(auth_client, tokens):
     assert auth_client.get("/Patient", headers={"Authorization": "Basic aGk6aGk="}).status_code == 401
 
 
+def test_authorization_header_forms(auth_client, tokens):
+    """Verified headers are remembered as sent: each spelling of the same token is verified on its own, and
+    a header that is not a bearer token answers 401 without ``error="invalid_token"``."""
+    token = tokens.headers("hosp-a")["Authorization"].split()[1]
+    for value in (f"Bearer {token}", f"bearer {token}", f"BEARER  {token} "):
+        for _ in range(2):  # verified, then remembered
+            assert auth_client.get("/Patient", headers={"Authorization": value}).status_code == 200, value
+    for value in ("Bearer", "Bearer  ", f"Token {token}", token):
+        response = auth_client.get("/Patient", headers={"Authorization": value})
+        assert response.status_code == 401, value
+        assert response.headers["www-authenticate"] == 'Bearer realm="fhir"', value
+    response = auth_client.get("/Patient", headers={"Authorization": f"Bearer {token}x"})
+    assert response.status_code == 401 and "invalid_token" in response.headers["www-authenticate"]
+
+
 def test_deregistered_client_loses_access(auth_client, auth_settings, tokens):
     """Within the registry's re-check interval (one second): requests do not stat the file each time."""
     from fhir_server.security.clients import read_clients, write_clients
