@@ -99,8 +99,8 @@ class GuardedSession:
         self.inner = self._scope.__enter__()
         return self
 
-    def __exit__(self, *exc_info):
-        return self._scope.__exit__(*exc_info)
+    def __exit__(self, exc_type, exc, traceback):
+        return self._scope.__exit__(exc_type, exc, traceback)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -192,7 +192,7 @@ class GuardedStore:
     def session(self, write: bool = False):
         if self.guard is None:
             return self.inner.session(write=write)
-        return GuardedSession(self.inner.session(write=write), self.guard)
+        return GuardedSession(self.inner.session(write), self.guard)
 
     def close(self) -> None:
         if self.on_close is not None:
