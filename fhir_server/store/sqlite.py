@@ -28,8 +28,10 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS resources (
         rtype TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
         last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, method TEXT NOT NULL,
-        seq INTEGER NOT NULL,
+        seq INTEGER NOT NULL, rid INTEGER,
         PRIMARY KEY (rtype, id)) WITHOUT ROWID""",
+    # ``rid``: the current version's rid in the search index (``idx_resource``; None while deleted), so a
+    # read can ask the index about its resource without looking the type and id up there again
     # ``seq`` is the rowid: max + 1, so it only grows, since committed history rows are never
     # deleted (AUTOINCREMENT would add a write to ``sqlite_sequence`` to every commit)
     """CREATE TABLE IF NOT EXISTS history (
@@ -59,8 +61,9 @@ CURRENT = f"SELECT {_CURRENT_COLUMNS}{_CURRENT_FROM}"
 @functools.lru_cache(maxsize=256)
 def _read_admitted_query(rows: Collection[tuple]) -> tuple[str, tuple]:
     """One resource's current version and, as an eighth column, whether its index holds one of ``rows``:
-    ``references_any`` as a subquery of the read, as (SQL, values) like :func:`references_any_query`."""
-    exists, values = references_any_query(rows)
+    ``references_any`` as a subquery of the read, by the ``rid`` the current version names, as (SQL,
+    values) like :func:`references_any_query`."""
+    exists, values = references_any_query(rows, rid="r.rid")
     return f"SELECT {_CURRENT_COLUMNS}, EXISTS({exists}){_CURRENT_FROM} WHERE r.rtype = ?1 AND r.id = ?2", values
 
 
@@ -89,12 +92,14 @@ class SQLiteSession:
     def write(self, record: StoredResource, resource: dict | None, expected_version: int) -> None:
         conn = self.conn
         new = expected_version == 0
+        rid = None
         if not new:
             current = conn.execute(
-                "SELECT version FROM resources WHERE rtype = ? AND id = ?", (record.resource_type, record.id)
+                "SELECT version, rid FROM resources WHERE rtype = ? AND id = ?", (record.resource_type, record.id)
             ).fetchone()
             if (current[0] if current else 0) != expected_version:
                 raise VersionConflict(f"{record.resource_type}/{record.id}")
+            rid = current[1]
         row = (record.resource_type, record.id, record.version, record.last_updated, int(record.deleted),
                record.method)
         try:
@@ -109,13 +114,16 @@ class SQLiteSession:
         try:
             conn.execute(
                 f"INSERT {'' if new else 'OR REPLACE '}INTO resources"
-                " (rtype, id, version, last_updated, deleted, method, seq) VALUES (?,?,?,?,?,?,?)",
-                (*row, cursor.lastrowid))
+                " (rtype, id, version, last_updated, deleted, method, seq, rid) VALUES (?,?,?,?,?,?,?,?)",
+                (*row, cursor.lastrowid, rid))
         except sqlite3.IntegrityError:  # stored already, under a version this writer did not expect
             conn.execute("DELETE FROM history WHERE seq = ?", (cursor.lastrowid,))
             raise VersionConflict(f"{record.resource_type}/{record.id}") from None
-        self.store.index.write(conn, record.resource_type, record.id, None if record.deleted else resource,
-                               record.last_updated, new=new)
+        indexed = self.store.index.write(conn, record.resource_type, record.id,
+                                         None if record.deleted else resource, record.last_updated, new=new)
+        if indexed != rid:  # created, deleted or created again: the index gave it a rid, or took it back
+            conn.execute("UPDATE resources SET rid = ? WHERE rtype = ? AND id = ?",
+                         (indexed, record.resource_type, record.id))
 
     def create_many(self, prepared: list) -> int:
         """Write resources the store prepared (:meth:`SQLiteStore.prepare_new`), one statement per table;
@@ -142,10 +150,10 @@ class SQLiteSession:
         conn.executemany(
             "INSERT INTO history (seq, rtype, id, version, last_updated, deleted, method, body)"
             " VALUES (?,?,?,?,?,?,?,?)", [(first + n, *row, body) for n, (row, body, _) in enumerate(fresh)])
+        first_rid = self.store.index.write_new(conn, [(row[0], row[1], rows) for row, _, rows in fresh])
         conn.executemany(
-            "INSERT INTO resources (rtype, id, version, last_updated, deleted, method, seq) VALUES (?,?,?,?,?,?,?)",
-            [(*row, first + n) for n, (row, _, _) in enumerate(fresh)])
-        self.store.index.write_new(conn, [(row[0], row[1], rows) for row, _, rows in fresh])
+            "INSERT INTO resources (rtype, id, version, last_updated, deleted, method, seq, rid)"
+            " VALUES (?,?,?,?,?,?,?,?)", [(*row, first + n, first_rid + n) for n, (row, _, _) in enumerate(fresh)])
         return len(fresh)
 
     def history(
@@ -237,10 +245,31 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.seq = resources.seq"
                 " AND h.rtype = resources.rtype AND h.id = resources.id)")
             conn.execute(_RESOURCES_V2)
-            conn.execute("INSERT INTO resources_v2 (rtype, id, version, last_updated, deleted, method, seq)"
-                         " SELECT rtype, id, version, last_updated, deleted, method, seq FROM resources")
+            conn.execute("INSERT INTO resources_v2 (rtype, id, version, last_updated, deleted, method, seq, rid)"
+                         " SELECT rtype, id, version, last_updated, deleted, method, seq, (SELECT i.rid FROM"
+                         " idx_resource i WHERE i.rtype = resources.rtype AND i.id = resources.id) FROM resources")
             conn.execute("DROP TABLE resources")
             conn.execute("ALTER TABLE resources_v2 RENAME TO resources")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _add_rid(conn: sqlite3.Connection) -> None:
+    """Give an older ``resources`` table its ``rid`` column, filled from the search index (one
+    transaction, re-checked under the write lock, like :func:`_migrate`)."""
+    def has_rid() -> bool:
+        return any(row[1] == "rid" for row in conn.execute("PRAGMA table_info(resources)"))
+
+    if has_rid():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not has_rid():
+            conn.execute("ALTER TABLE resources ADD COLUMN rid INTEGER")
+            conn.execute("UPDATE resources SET rid = (SELECT i.rid FROM idx_resource i"
+                         " WHERE i.rtype = resources.rtype AND i.id = resources.id)")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -267,6 +296,7 @@ class SQLiteStore:
         for statement in SCHEMA + self.index.schema():
             conn.execute(statement)
         _migrate(conn)
+        _add_rid(conn)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -391,11 +391,12 @@ class _Sql:
 
 
 @functools.lru_cache(maxsize=256)
-def references_any_query(rows: Collection[tuple]) -> tuple[str, tuple]:
+def references_any_query(rows: Collection[tuple], rid: str | None = None) -> tuple[str, tuple]:
     """Does a resource's index hold one of ``rows`` (hashable: an access plan's (key, type, id) triples)?
     As (SQL, values): ``?1`` and ``?2`` the resource's type and id, then each distinct value of the rows
     bound once, since binding a text parameter copies it and the rows of one organisation share its type
-    and id. Made once per plan."""
+    and id. Made once per plan. Given ``rid``, an SQL expression of the resource's rid (a correlated
+    column), the statement takes the rows by it instead of looking the type and id up."""
     values: list = []
 
     def number(value) -> int:
@@ -405,6 +406,8 @@ def references_any_query(rows: Collection[tuple]) -> tuple[str, tuple]:
 
     wanted = " OR ".join(f"(x.param = ?{number(key)} AND x.ttype = ?{number(ttype)} AND x.tid = ?{number(tid)})"
                          for key, ttype, tid in rows)
+    if rid is not None:
+        return f"SELECT 1 FROM idx_reference x WHERE x.rid = {rid} AND ({wanted}) LIMIT 1", tuple(values)
     return ("SELECT 1 FROM idx_resource own JOIN idx_reference x ON x.rid = own.rid"
             f" WHERE own.rtype = ?1 AND own.id = ?2 AND ({wanted}) LIMIT 1", tuple(values))
 
@@ -442,9 +445,10 @@ class SQLiteIndex:
         return statements + INDEXES
 
     def write(self, conn, resource_type: str, id: str, resource: dict | None, last_updated: str,
-              new: bool = False) -> None:
+              new: bool = False) -> int | None:
         """Replace the index rows of one resource (``resource`` None removes them); ``new``: the
-        resource has never been stored, so there are no rows to replace."""
+        resource has never been stored, so there are no rows to replace. Returns the resource's rid
+        from now on (None once removed): the store keeps it beside the current version."""
         row = None if new else conn.execute("SELECT rid FROM idx_resource WHERE rtype = ? AND id = ?",
                                             (resource_type, id)).fetchone()
         if row is not None:
@@ -453,15 +457,16 @@ class SQLiteIndex:
                 conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
             if resource is None:
                 conn.execute("DELETE FROM idx_resource WHERE rid = ?", (rid,))
-                return
+                return None
         elif resource is None:
-            return
+            return None
         else:
             rid = conn.execute("INSERT INTO idx_resource (rtype, id) VALUES (?, ?)", (resource_type, id)).lastrowid
         rows = self.extraction.rows(resource_type, id, resource, last_updated, id_row=False)
         for kind, values in rows.items():
             if values:
                 conn.executemany(_INSERTS[kind], _row_args(kind, rid, values))
+        return rid
 
     def prepare_new(self, resource_type: str, items: list[tuple[str, dict, str]]) -> list[dict]:
         """The index rows of resources of one type about to be created, each (id, resource, last_updated), by
@@ -469,9 +474,9 @@ class SQLiteIndex:
         value they share once), done before the write transaction (see :meth:`write_new`)."""
         return self.extraction.extractor(resource_type).rows_batch(items, id_row=False)
 
-    def write_new(self, conn, items: list[tuple[str, str, dict]]) -> None:
+    def write_new(self, conn, items: list[tuple[str, str, dict]]) -> int:
         """Index resources never stored before, each (type, id, rows from :meth:`prepare_new`): one
-        statement per table for all of them."""
+        statement per table for all of them. Returns the first one's rid; the others follow in order."""
         first = (conn.execute("SELECT max(rid) FROM idx_resource").fetchone()[0] or 0) + 1
         conn.executemany("INSERT INTO idx_resource (rid, rtype, id) VALUES (?, ?, ?)",
                          [(first + n, resource_type, id) for n, (resource_type, id, _) in enumerate(items)])
@@ -482,6 +487,7 @@ class SQLiteIndex:
                     by_kind.setdefault(kind, []).extend(_row_args(kind, first + n, values))
         for kind, args in by_kind.items():
             conn.executemany(_INSERTS[kind], args)
+        return first
 
     def references_any(self, conn, resource_type: str, id: str, rows: Collection[tuple]) -> bool:
         if not rows:
