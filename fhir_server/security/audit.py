@@ -1,15 +1,15 @@
 """AuditEvents for every read, search, write and refused attempt, written off the request path.
 
 The middleware hands a small tuple per request (a request row, ``ROW_FIELDS``) to
-:class:`AuditWriter`; a background thread stores batches of them in the store's audit journal. Journal records become ``AuditEvent``
-resources when the server is quiet, or once a bounded backlog waits: in an indexer process of
-their own (:mod:`.audit_indexer`, on a host with more than one core) or, on a single core or a
-store only this process can open, in the writer thread. Before anyone reads AuditEvents the rest
-is indexed first. A request never waits for its audit record, and a burst of requests does not
-share the CPU with indexing them. AuditEvents are ordinary
-resources: administrators search them like any other (``AuditEvent?altid=client-a``,
-``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``); the policy keeps everyone else
-out. On shutdown everything recorded is indexed before the store closes.
+:class:`AuditWriter`; a background thread stores batches of them in the store's audit journal.
+Journal records become ``AuditEvent`` resources when the server is quiet, or once a bounded backlog
+waits: in an indexer process of their own (:mod:`.audit_indexer`, on a host with more than one core)
+or, on a single core or a store only this process can open, in the writer thread. Before anyone
+reads AuditEvents the rest is indexed first. A request never waits for its audit record, and a burst
+of requests does not share the CPU with indexing them. AuditEvents are ordinary resources:
+administrators search them like any other (``AuditEvent?altid=client-a``,
+``?entity=ServiceRequest/…``, ``?outcome=4``, ``?date=ge…``); the policy keeps everyone else out.
+On shutdown everything recorded is indexed before the store closes.
 """
 
 from __future__ import annotations

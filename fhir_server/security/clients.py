@@ -140,8 +140,10 @@ class ClientRegistry:
 
     def _current(self) -> dict[str, Client]:
         now = time.monotonic()
-        if now - self._checked < self.recheck_seconds:
-            return self._clients
+        return self._clients if now - self._checked < self.recheck_seconds else self._look(now)
+
+    def _look(self, now: float) -> dict[str, Client]:
+        """The clients after a look at the file (re-read when it changed)."""
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
@@ -156,8 +158,8 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> Client | None:
         # every request asks: between looks at the file, the dict at hand answers without a call more
-        clients = self._clients if time.monotonic() - self._checked < self.recheck_seconds else self._current()
-        return clients.get(client_id)
+        now = time.monotonic()
+        return (self._clients if now - self._checked < self.recheck_seconds else self._look(now)).get(client_id)
 
     def all(self) -> list[Client]:
         return list(self._current().values())

@@ -141,6 +141,9 @@ def _outcome_response(status: int, code: str, diagnostics: str, headers: dict | 
     return respond
 
 
+_HEADERS_TOO_LARGE = _outcome_response(431, "too-costly", "the request headers are too large")
+
+
 class SecurityMiddleware:
     def __init__(self, app, settings, tokens=None, guard=None, audit=None, endpoints=None):
         self.app = app
@@ -161,14 +164,14 @@ class SecurityMiddleware:
             return await _outcome_response(414, "too-costly", f"the URL is longer than {self.max_url} bytes")(send)
         headers = scope.get("headers") or ()
         if len(headers) > 200:
-            return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
+            return await _HEADERS_TOO_LARGE(send)
         size, authorization = 0, None
         for name, value in headers:  # one pass: the size, and the Authorization header (the first one)
             size += len(name) + len(value)
             if name == b"authorization" and authorization is None:
                 authorization = value
         if size > self.max_headers:
-            return await _outcome_response(431, "too-costly", "the request headers are too large")(send)
+            return await _HEADERS_TOO_LARGE(send)
         if self.tokens is None and self.audit is None:
             return await self.app(scope, receive, send)
         path = scope["path"]
@@ -247,8 +250,6 @@ class SecurityMiddleware:
         """(caller, interaction, refusal): refusal is None or (status, responder, reason)."""
         interaction = classify(method, path, headers)
         try:
-            if authorization is None:
-                raise NoBearerToken("no Authorization header")
             caller = self.tokens.verify(authorization)
         except NoBearerToken:
             reason = "this server requires an OAuth 2.0 bearer token (SMART Backend Services)"

@@ -181,9 +181,9 @@ class TokenService:
 
     # ---- verifying --------------------------------------------------------------------------
 
-    def verify(self, authorization: bytes) -> Caller:
+    def verify(self, authorization: bytes | None) -> Caller:
         """The caller a raw ``Authorization`` header value (``Bearer <access token>``) authenticates; raises
-        :class:`NoBearerToken` for another scheme or none, :class:`InvalidToken` for a bad token.
+        :class:`NoBearerToken` for no header, another scheme or no token, :class:`InvalidToken` for a bad token.
 
         A client sends the same header with every request until its token expires, so verified headers are
         remembered as they come (bytes): a repeat costs one dict read, an expiry test and a registry look."""
@@ -196,6 +196,8 @@ class TokenService:
             if self.registry.get(caller.client_id) is None:
                 raise InvalidToken("the client is no longer registered")
             return caller
+        if authorization is None:
+            raise NoBearerToken("no Authorization header")
         scheme, _, access_token = authorization.decode("latin-1").partition(" ")
         access_token = access_token.strip()
         if scheme.lower() != "bearer" or not access_token:

@@ -220,60 +220,56 @@ class SQLiteSession:
         return self.conn.execute("SELECT count(*) FROM audit_journal").fetchone()[0]
 
 
+#: a ``resources`` row's rid in the search index, as an SQL expression (older layouts fill the column with it)
+_INDEX_RID = "(SELECT i.rid FROM idx_resource i WHERE i.rtype = resources.rtype AND i.id = resources.id)"
+
+#: older ``resources`` layouts, oldest first: whether a database needs the step (by the table's columns), and
+#: the step's statements
+_MIGRATIONS = (
+    # drop the body copy an older table kept (its history row has the same body); a current row whose
+    # ``seq`` does not name its own history row is pointed at the history row of its version, made from
+    # the copy if history lacks it
+    (lambda columns: "body" in columns, (
+        "INSERT INTO history (rtype, id, version, last_updated, deleted, method, body)"
+        " SELECT rtype, id, version, last_updated, deleted, method, body FROM resources r"
+        " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.rtype = r.rtype AND h.id = r.id"
+        " AND h.version = r.version)",
+        "UPDATE resources SET seq = (SELECT h.seq FROM history h WHERE h.rtype = resources.rtype"
+        " AND h.id = resources.id AND h.version = resources.version)"
+        " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.seq = resources.seq"
+        " AND h.rtype = resources.rtype AND h.id = resources.id)",
+        _RESOURCES_V2,
+        "INSERT INTO resources_v2 (rtype, id, version, last_updated, deleted, method, seq, rid)"
+        f" SELECT rtype, id, version, last_updated, deleted, method, seq, {_INDEX_RID} FROM resources",
+        "DROP TABLE resources",
+        "ALTER TABLE resources_v2 RENAME TO resources",
+    )),
+    # the current row's rid in the search index, filled from it
+    (lambda columns: "rid" not in columns, (
+        "ALTER TABLE resources ADD COLUMN rid INTEGER",
+        f"UPDATE resources SET rid = {_INDEX_RID}",
+    )),
+)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Drop the body copy an older ``resources`` table kept (its history row has the same body).
+    """Bring an older ``resources`` table to the current layout: each step in one transaction, re-checked
+    under the write lock, so processes opening the file together migrate it once."""
+    def columns() -> set[str]:
+        return {row[1] for row in conn.execute("PRAGMA table_info(resources)")}
 
-    One transaction, re-checked under the write lock, so processes opening the file together
-    migrate it once. A current row whose ``seq`` does not name its own history row is pointed
-    at the history row of its version, made from the copy if history lacks it."""
-    def has_body() -> bool:
-        return any(row[1] == "body" for row in conn.execute("PRAGMA table_info(resources)"))
-
-    if not has_body():
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if has_body():
-            conn.execute(
-                "INSERT INTO history (rtype, id, version, last_updated, deleted, method, body)"
-                " SELECT rtype, id, version, last_updated, deleted, method, body FROM resources r"
-                " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.rtype = r.rtype AND h.id = r.id"
-                " AND h.version = r.version)")
-            conn.execute(
-                "UPDATE resources SET seq = (SELECT h.seq FROM history h WHERE h.rtype = resources.rtype"
-                " AND h.id = resources.id AND h.version = resources.version)"
-                " WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.seq = resources.seq"
-                " AND h.rtype = resources.rtype AND h.id = resources.id)")
-            conn.execute(_RESOURCES_V2)
-            conn.execute("INSERT INTO resources_v2 (rtype, id, version, last_updated, deleted, method, seq, rid)"
-                         " SELECT rtype, id, version, last_updated, deleted, method, seq, (SELECT i.rid FROM"
-                         " idx_resource i WHERE i.rtype = resources.rtype AND i.id = resources.id) FROM resources")
-            conn.execute("DROP TABLE resources")
-            conn.execute("ALTER TABLE resources_v2 RENAME TO resources")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _add_rid(conn: sqlite3.Connection) -> None:
-    """Give an older ``resources`` table its ``rid`` column, filled from the search index (one
-    transaction, re-checked under the write lock, like :func:`_migrate`)."""
-    def has_rid() -> bool:
-        return any(row[1] == "rid" for row in conn.execute("PRAGMA table_info(resources)"))
-
-    if has_rid():
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if not has_rid():
-            conn.execute("ALTER TABLE resources ADD COLUMN rid INTEGER")
-            conn.execute("UPDATE resources SET rid = (SELECT i.rid FROM idx_resource i"
-                         " WHERE i.rtype = resources.rtype AND i.id = resources.id)")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    for needed, statements in _MIGRATIONS:
+        if not needed(columns()):
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if needed(columns()):
+                for statement in statements:
+                    conn.execute(statement)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 class SQLiteStore:
@@ -296,7 +292,6 @@ class SQLiteStore:
         for statement in SCHEMA + self.index.schema():
             conn.execute(statement)
         _migrate(conn)
-        _add_rid(conn)
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

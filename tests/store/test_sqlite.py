@@ -120,7 +120,8 @@ def test_current_rows_name_their_own_index_rid(tmp_path):
     def write(id: str, organization: str | None) -> None:
         version = versions.get(id, 0) + 1
         resource = {"resourceType": "ServiceRequest", "id": id, "status": "active", "intent": "order",
-                    "subject": {"reference": "Patient/p1"}, "performer": [{"reference": f"Organization/{organization}"}]}
+                    "subject": {"reference": "Patient/p1"},
+                    "performer": [{"reference": f"Organization/{organization}"}]}
         deleted = organization is None
         with store.session(write=True) as session:
             session.write(StoredResource("ServiceRequest", id, version, f"2026-01-01T00:00:{version:02d}Z", deleted,
@@ -131,7 +132,8 @@ def test_current_rows_name_their_own_index_rid(tmp_path):
 
     def admitted(id: str, organization: str) -> bool:
         with store.session() as session:
-            return session.read_admitted("ServiceRequest", id, frozenset({(performer, "Organization", organization)}))[1]
+            rows = frozenset({(performer, "Organization", organization)})
+            return session.read_admitted("ServiceRequest", id, rows)[1]
 
     try:
         write("a", "org-a")
